@@ -1,0 +1,3 @@
+"""custom-llm-proxy: an OpenAI-compatible proxy for custom LLM API endpoints."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,162 @@
+"""Command line: `serve`, `mock-upstream`, `check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.config
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from app.config import ConfigError
+from app.main import create_app, prepare
+from app.routing import Router
+from app.settings import Settings
+
+log = logging.getLogger("app")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    result: int = args.run(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="custom-llm-proxy",
+        description="OpenAI-compatible proxy for custom LLM API endpoints.",
+    )
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", type=Path, help="YAML config (env PROXY_CONFIG)")
+    serve.add_argument("--host", help="bind address (env PROXY_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (env PROXY_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (env PROXY_WORKERS)")
+    serve.add_argument("--log-level", help="debug, info, warning, error (env PROXY_LOG_LEVEL)")
+    serve.set_defaults(run=_serve)
+
+    mock = commands.add_parser("mock-upstream", help="run the reference custom-format server")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=9000)
+    mock.add_argument("--delay-ms", type=float, default=0.0, help="latency added to every answer")
+    mock.set_defaults(run=_mock_upstream)
+
+    check = commands.add_parser("check-config", help="validate a config and show its models")
+    check.add_argument("path", type=Path)
+    check.set_defaults(run=_check_config)
+    return parser
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """One format for the proxy's and uvicorn's loggers, in every worker process."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+        },
+        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "loggers": {
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Command-line options go into the environment so that every worker process sees them.
+    for option, variable in (
+        ("config", "PROXY_CONFIG"),
+        ("host", "PROXY_HOST"),
+        ("port", "PROXY_PORT"),
+        ("workers", "PROXY_WORKERS"),
+        ("log_level", "PROXY_LOG_LEVEL"),
+    ):
+        value = getattr(args, option)
+        if value is not None:
+            os.environ[variable] = str(value)
+    settings = Settings()
+    logging.config.dictConfig(log_config(settings.log_level))
+    if settings.config is None and settings.api_base is None:
+        from app.demo import start_demo_upstream
+
+        url = start_demo_upstream()
+        os.environ["PROXY_DEMO_UPSTREAM"] = url
+        settings = Settings()
+        log.info(
+            "no config and no PROXY_API_BASE: serving model 'demo' from the built-in mock "
+            "upstream at %s",
+            url,
+        )
+    try:
+        app = create_app(settings)  # checks the config before anything listens
+    except ConfigError as exc:
+        print(f"custom-llm-proxy: bad config: {exc}", file=sys.stderr)
+        return 2
+    target: Any = app if settings.workers == 1 else "app.main:create_app_from_env"
+    uvicorn.run(
+        target,
+        factory=settings.workers > 1,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=log_config(settings.log_level),
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _mock_upstream(args: argparse.Namespace) -> int:
+    from app.mock_upstream import run_mock_upstream
+
+    run_mock_upstream(args.host, args.port, delay_ms=args.delay_ms)
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = Settings(config=args.path)
+    try:
+        config, router = prepare(settings)
+    except ConfigError as exc:
+        print(f"custom-llm-proxy: bad config: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.path}: OK, {len(config.models)} model(s)")
+    _print_routes(router)
+    if settings.api_base:
+        print(f"other model names pass through to {settings.api_base}")
+    print(f"client API keys: {len(config.api_keys) or 'none (open)'}")
+    return 0
+
+
+def _print_routes(router: Router) -> None:
+    for route in router.routes:
+        model = route.config
+        counting = f"tokenizer {model.tokenizer}" if route.counter.exact else "estimated tokens"
+        headers = ", ".join(f"{name}: ***" for name in model.headers) or "none"
+        print(
+            f"- {route.name} -> {route.upstream_model} @ {route.url}\n"
+            f"    template {model.prompt_template if len(model.prompt_template) < 40 else 'jinja'}"
+            f", strip_prompt {model.strip_prompt}, timeout {model.timeout:g} s, {counting}\n"
+            f"    defaults {model.defaults.model_dump()}\n"
+            f"    headers {headers}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The proxy's errors, each carrying the OpenAI error envelope it becomes.
+
+    ProxyError                      (status, type, code)
+    ├── InvalidRequest              400 invalid_request_error
+    │   └── UnsupportedParameter    400 invalid_request_error / unsupported_parameter
+    ├── AuthenticationFailed        401 invalid_request_error / invalid_api_key
+    ├── NotFound                    404 invalid_request_error / not_found
+    │   └── ModelNotFound           404 invalid_request_error / model_not_found
+    ├── MethodNotAllowed            405 invalid_request_error / method_not_allowed
+    ├── PayloadTooLarge             413 invalid_request_error / request_too_large
+    └── UpstreamError               the custom endpoint failed; message says how
+        ├── UpstreamBadResponse     502 upstream_error / bad_upstream_response
+        ├── UpstreamRateLimited     429 rate_limit_error / upstream_rate_limited
+        ├── UpstreamUnavailable     503 upstream_error / upstream_unavailable
+        └── UpstreamTimeout         504 upstream_error / upstream_timeout
+
+Foreign exceptions (aiohttp, Jinja, pydantic) are mapped to these at one boundary each, and
+`app.handlers` turns any ProxyError into its JSON response.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ProxyError(Exception):
+    """Base: an error with an HTTP status and an OpenAI-style envelope."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code  # type: ignore[misc]  # an instance may refine its class's code
+
+    def envelope(self) -> dict[str, Any]:
+        """The OpenAI error body: {"error": {"message", "type", "param", "code"}}."""
+        return error_envelope(self.message, self.type, self.param, self.code)
+
+
+def error_envelope(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI error body for any message, type, param and code."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class InvalidRequest(ProxyError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class AuthenticationFailed(ProxyError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ProxyError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(ProxyError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ProxyError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UpstreamError(ProxyError):
+    """The custom endpoint did not give a usable answer."""
+
+    status = 502
+    type = "upstream_error"
+    code = "bad_upstream_response"
+
+
+class UpstreamBadResponse(UpstreamError):
+    pass
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"

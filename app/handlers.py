@@ -1,0 +1,73 @@
+"""The one place errors become responses: every error is an OpenAI envelope, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.errors import ProxyError, error_envelope
+
+log = logging.getLogger("app.errors")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def json_response(
+    payload: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response serialised with orjson."""
+    return Response(
+        orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def json_error(
+    status: int, envelope: dict[str, object], headers: dict[str, str] | None = None
+) -> Response:
+    return json_response(envelope, status, headers)
+
+
+async def handle_proxy_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    if exc.status >= 500:
+        log.warning("upstream error: %s (request %s)", exc.message, request.scope.get("request_id"))
+    return json_error(exc.status, exc.envelope())
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        message = f"Unknown request URL: {request.method} {request.url.path}."
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed for {request.url.path}."
+    else:
+        message = str(exc.detail)
+    code = _HTTP_CODES.get(exc.status_code)
+    envelope = error_envelope(message, "invalid_request_error", None, code)
+    return json_error(exc.status_code, envelope, dict(exc.headers or {}))
+
+
+async def handle_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    param = ".".join(str(part) for part in first["loc"][1:]) or None
+    return json_error(400, error_envelope(str(first["msg"]), "invalid_request_error", param))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    request_id = request.scope.get("request_id")
+    log.error("unexpected error handling request %s", request_id, exc_info=exc)
+    message = f"The proxy hit an internal error (request id {request_id}); it has been logged."
+    return json_error(500, error_envelope(message, "server_error", None, "internal_error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProxyError, handle_proxy_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(Exception, handle_unexpected)

@@ -1,0 +1,91 @@
+"""The app factory: config, shared upstream client, routes and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.auth import KeyChecker
+from app.config import ProxyConfig, load_config
+from app.handlers import install_error_handlers
+from app.middleware import RequestIdMiddleware
+from app.routes import chat, completions, health, models
+from app.routes.openapi import install_request_schemas
+from app.routing import Router, build_router, config_source, demo_config
+from app.schemas.openai import ChatCompletionRequest, CompletionRequest
+from app.settings import Settings
+from app.state import ProxyState
+from app.upstream import AiohttpUpstream, UpstreamClient
+
+log = logging.getLogger("app")
+
+UpstreamFactory = Callable[[ProxyConfig], UpstreamClient]
+
+
+def resolve_config(settings: Settings) -> ProxyConfig:
+    """The config file if there is one; the demo config when the CLI started the mock upstream."""
+    if settings.config is not None:
+        config = load_config(settings.config)
+    elif settings.api_base is None and settings.demo_upstream is not None:
+        config = demo_config(settings.demo_upstream)
+    else:
+        config = ProxyConfig()
+    if settings.api_keys:
+        config = config.model_copy(update={"api_keys": [*config.api_keys, *settings.api_keys]})
+    return config
+
+
+def prepare(settings: Settings) -> tuple[ProxyConfig, Router]:
+    """Load and check everything start-up needs; raises ConfigError on a bad config."""
+    config = resolve_config(settings)
+    router = build_router(config, source=config_source(settings.config), api_base=settings.api_base)
+    return config, router
+
+
+def _default_upstream(config: ProxyConfig) -> UpstreamClient:
+    return AiohttpUpstream(max_connections=config.upstream_max_connections)
+
+
+def create_app(
+    settings: Settings | None = None, *, upstream_factory: UpstreamFactory = _default_upstream
+) -> FastAPI:
+    """Build the ASGI app. The config is checked here, so a bad one fails before serving."""
+    settings = settings or Settings()
+    config, router = prepare(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upstream = upstream_factory(config)
+        app.state.proxy = ProxyState(
+            config=config,
+            router=router,
+            upstream=upstream,
+            keys=KeyChecker(config.api_keys),
+            fingerprint=f"fp_clp_{__version__.replace('.', '')}",
+        )
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+
+    app = FastAPI(
+        title="custom-llm-proxy",
+        version=__version__,
+        description="OpenAI-compatible proxy for custom LLM API endpoints.",
+        lifespan=lifespan,
+    )
+    for module in (chat, completions, models, health):
+        app.include_router(module.router)
+    install_request_schemas(app, [ChatCompletionRequest, CompletionRequest])
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` (and every worker process): settings from PROXY_*."""
+    return create_app(Settings())

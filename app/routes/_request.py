@@ -1,0 +1,95 @@
+"""Reading and validating a JSON request body: size limit, content type, one parse."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from app.errors import InvalidRequest, PayloadTooLarge
+
+Model = TypeVar("Model", bound=BaseModel)
+
+# Pydantic names union members in error locations ('str', 'list[TextPart]'); they are not params.
+_UNION_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing one over `limit` bytes before reading it where it says its size."""
+    _check_content_type(request.headers.get("content-type"))
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+
+
+def _check_content_type(content_type: str | None) -> None:
+    if content_type is None:
+        return  # lenient: plenty of scripts omit it; the body must still be JSON
+    media = content_type.partition(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise InvalidRequest(
+            f"Content-Type must be application/json, not '{media}'.", code="invalid_content_type"
+        )
+
+
+def parse_body(model: type[Model], body: bytes) -> Model:
+    """Parse and validate in one pass; a failure becomes a 400 naming the param."""
+    if not body:
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise _to_invalid_request(exc) from None
+
+
+def _to_invalid_request(exc: ValidationError) -> InvalidRequest:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        reason = first.get("ctx", {}).get("error", first["msg"])
+        return InvalidRequest(
+            f"We could not parse the JSON body of your request ({reason}).", code="invalid_json"
+        )
+    if first["type"] == "model_type":
+        return InvalidRequest("The request body must be a JSON object.")
+    param = _param_name(first["loc"])
+    if first["type"] == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    detail = first["msg"]
+    if all(_param_name(error["loc"]) == param for error in errors[1:]) and len(errors) > 1:
+        detail = "; or ".join(error["msg"] for error in errors)
+    return InvalidRequest(
+        f"Invalid value for '{param}': {detail}{_shown(first.get('input'))}", param=param
+    )
+
+
+def _param_name(loc: tuple[int | str, ...]) -> str:
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif "[" in part or part in _UNION_TAGS or part.startswith(("function-", "constrained-")):
+            continue
+        else:
+            name += f".{part}" if name else part
+    return name
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = repr(value)
+        return f" (got {text if len(text) <= 60 else text[:60] + '…'})"
+    return ""

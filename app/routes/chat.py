@@ -1,0 +1,64 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.errors import InvalidRequest
+from app.prompts import PromptRenderError
+from app.routes._request import parse_body, read_body
+from app.routes.openapi import request_body_schema
+from app.schemas.openai import ChatCompletionRequest
+from app.serving import Generation, serve_generation
+from app.state import StateDep
+from app.streaming import chat_chunks
+from app.translate import (
+    chat_max_tokens,
+    check_chat_features,
+    flatten_messages,
+    resolve_sampling,
+    stop_sequences,
+    to_chat_completion,
+)
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/chat/completions",
+    openapi_extra=request_body_schema(ChatCompletionRequest),
+    response_model=None,
+)
+async def create_chat_completion(request: Request, state: StateDep) -> Response:
+    """Chat completion (streamed or not) from the model's custom endpoint."""
+    state.keys.check(request.headers.get("authorization"))
+    chat = parse_body(
+        ChatCompletionRequest, await read_body(request, state.config.max_request_bytes)
+    )
+    route = state.router.resolve(chat.model)
+    check_chat_features(chat)
+    try:
+        prompt = route.template.render(flatten_messages(chat.messages))
+    except PromptRenderError as exc:
+        raise InvalidRequest(f"The messages cannot be rendered: {exc}", param="messages") from exc
+    sampling = resolve_sampling(chat, route.config.defaults, chat_max_tokens(chat))
+    job = Generation(
+        route=route,
+        prompts=[prompt] * (chat.n or 1),
+        sampling=sampling,
+        stops=stop_sequences(chat.stop),
+        prompt_tokens=route.counter.count(prompt),
+        chat=True,
+    )
+    return await serve_generation(
+        state,
+        job,
+        request_id=request.scope["request_id"],
+        model=chat.model,
+        id_prefix="chatcmpl",
+        stream=bool(chat.stream),
+        include_usage=bool(chat.stream_options and chat.stream_options.include_usage),
+        build_answer=to_chat_completion,
+        build_chunks=chat_chunks,
+    )

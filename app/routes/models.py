@@ -1,0 +1,38 @@
+"""GET /v1/models and GET /v1/models/{id} (ids may contain '/')."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from app.handlers import json_response
+from app.routing import ModelRoute
+from app.state import StateDep
+
+router = APIRouter()
+
+
+def _model_object(route: ModelRoute) -> dict[str, Any]:
+    return {
+        "id": route.name,
+        "object": "model",
+        "created": route.created,
+        "owned_by": route.config.owned_by,
+    }
+
+
+@router.get("/v1/models", response_model=None)
+async def list_models(request: Request, state: StateDep) -> Response:
+    """The configured models (passthrough names are served but not listed)."""
+    state.keys.check(request.headers.get("authorization"))
+    data = [_model_object(route) for route in state.router.routes]
+    return json_response({"object": "list", "data": data})
+
+
+@router.get("/v1/models/{model_id:path}", response_model=None)
+async def retrieve_model(model_id: str, request: Request, state: StateDep) -> Response:
+    """One model, configured or reachable by passthrough; 404 otherwise."""
+    state.keys.check(request.headers.get("authorization"))
+    return json_response(_model_object(state.router.resolve(model_id)))

@@ -1,0 +1,111 @@
+"""Which upstream serves a model name: pre-built per-model state, resolved by one dict lookup.
+
+A configured `name` wins. Otherwise, when a default upstream (`PROXY_API_BASE`) is set, any
+other name passes through to it: `custom/<X>` (LiteLLM's convention) and plain `<X>` both reach
+upstream model `<X>`. Otherwise the model is not found. Clients never choose the upstream URL.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from app.config import ConfigError, ModelConfig, ProxyConfig
+from app.errors import ModelNotFound
+from app.prompts import PromptTemplate, TemplateError, compile_template
+from app.tokens import TokenCounter, load_counter
+
+PASSTHROUGH_PREFIX = "custom/"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """Everything needed to serve one model, built once at start-up."""
+
+    name: str
+    upstream_model: str
+    url: str
+    headers: dict[str, str]
+    timeout: float
+    template: PromptTemplate
+    counter: TokenCounter
+    config: ModelConfig
+    created: int
+
+
+class Router:
+    """Model name → route."""
+
+    def __init__(self, routes: dict[str, ModelRoute], passthrough: ModelRoute | None) -> None:
+        self._routes = routes
+        self._passthrough = passthrough
+
+    @property
+    def routes(self) -> list[ModelRoute]:
+        """The configured models, in config order."""
+        return list(self._routes.values())
+
+    def resolve(self, model: str) -> ModelRoute:
+        """The route for a client's model name, or ModelNotFound."""
+        route = self._routes.get(model)
+        if route is not None:
+            return route
+        if self._passthrough is not None:
+            upstream = model.removeprefix(PASSTHROUGH_PREFIX)
+            if upstream:
+                return replace(self._passthrough, name=model, upstream_model=upstream)
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or you do not have access to it.", param="model"
+        )
+
+
+def build_route(model: ModelConfig, *, source: str, index: int) -> ModelRoute:
+    """Compile a model's template and load its tokenizer; ConfigError names what is wrong."""
+    where = f"{source}: models[{index}] ({model.name})"
+    try:
+        template = compile_template(
+            model.prompt_template, bos_token=model.bos_token, eos_token=model.eos_token
+        )
+    except TemplateError as exc:
+        raise ConfigError(f"{where}.prompt_template: {exc}") from exc
+    try:
+        counter = load_counter(model.tokenizer)
+    except Exception as exc:  # tokenizers raises its own exception types for bad files
+        raise ConfigError(f"{where}.tokenizer: cannot load {model.tokenizer}: {exc}") from exc
+    return ModelRoute(
+        name=model.name,
+        upstream_model=model.upstream_name,
+        url=model.api_base,
+        headers={"content-type": "application/json", **model.headers},
+        timeout=model.timeout,
+        template=template,
+        counter=counter,
+        config=model,
+        created=int(time.time()),
+    )
+
+
+def build_router(config: ProxyConfig, *, source: str, api_base: str | None) -> Router:
+    """All routes of a config, plus the passthrough route when a default upstream is set."""
+    routes = {
+        model.name: build_route(model, source=source, index=index)
+        for index, model in enumerate(config.models)
+    }
+    passthrough = None
+    if api_base is not None:
+        try:
+            default = ModelConfig(name="passthrough", api_base=api_base)
+        except ValueError as exc:
+            raise ConfigError(f"PROXY_API_BASE: {exc}") from exc
+        passthrough = build_route(default, source="PROXY_API_BASE", index=0)
+    return Router(routes, passthrough)
+
+
+def demo_config(api_base: str) -> ProxyConfig:
+    """The embedded default: model `demo` on the built-in mock upstream."""
+    return ProxyConfig(models=[ModelConfig(name="demo", api_base=api_base, upstream_model="demo")])
+
+
+def config_source(path: Path | None) -> str:
+    return str(path) if path is not None else "(built-in config)"

@@ -1,0 +1,110 @@
+"""The custom endpoint's format (LiteLLM's `custom/` provider), both ways.
+
+Request:  {"model": M,
+           "params": {"prompt": [P, ...], "max_tokens", "temperature", "top_p", "top_k"}}
+Response: {"data": [{"prompt": P, "output": [TEXT, ...], "params": {...}}, ...], "message": "ok"}
+
+Pure: bytes and dicts in, dicts and strings out. Anything the upstream sends that breaks the
+format's promise raises an `UpstreamError` whose message says what was wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from app.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+_MAX_DETAIL = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """The generation parameters the custom format carries."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+
+
+def to_custom_request(upstream_model: str, prompts: list[str], sampling: Sampling) -> bytes:
+    """The JSON body sent to the custom endpoint."""
+    return orjson.dumps(
+        {
+            "model": upstream_model,
+            "params": {
+                "prompt": prompts,
+                "max_tokens": sampling.max_tokens,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": sampling.top_k,
+            },
+        }
+    )
+
+
+def parse_custom_response(status: int, body: bytes, expected: int) -> list[str]:
+    """The first output of each of the `expected` prompts, in order, or an UpstreamError."""
+    if status != 200:
+        raise _status_error(status, body)
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamBadResponse(
+            f"upstream answered with invalid JSON ({exc.msg}): {_snippet(body)}"
+        ) from exc
+    if not isinstance(decoded, dict):
+        raise UpstreamBadResponse("upstream answered with JSON that is not an object")
+    message = decoded.get("message")
+    if message != "ok":
+        raise UpstreamBadResponse(f"upstream reported failure: message={_short(message)}")
+    data = decoded.get("data")
+    if not isinstance(data, list):
+        raise UpstreamBadResponse("upstream answer has no 'data' list")
+    if len(data) != expected:
+        raise UpstreamBadResponse(f"upstream returned {len(data)} outputs for {expected} prompts")
+    return [_first_output(item, index) for index, item in enumerate(data)]
+
+
+def _first_output(item: Any, index: int) -> str:
+    output = item.get("output") if isinstance(item, dict) else None
+    if not isinstance(output, list) or not output:
+        raise UpstreamBadResponse(f"upstream answer data[{index}] has no 'output' list")
+    text = output[0]
+    if not isinstance(text, str):
+        raise UpstreamBadResponse(
+            f"upstream answer data[{index}].output[0] is {type(text).__name__}, not a string"
+        )
+    return text
+
+
+def _status_error(status: int, body: bytes) -> UpstreamError:
+    detail = f"upstream answered HTTP {status}: {_snippet(body)}"
+    if status == 429:
+        return UpstreamRateLimited(detail)
+    if status == 503:
+        return UpstreamUnavailable(detail)
+    if status == 504:
+        return UpstreamTimeout(detail)
+    return UpstreamBadResponse(detail)
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:_MAX_DETAIL].decode("utf-8", errors="replace").strip()
+    if not text:
+        return "(empty body)"
+    return text + ("…" if len(body) > _MAX_DETAIL else "")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "…"

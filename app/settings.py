@@ -1,0 +1,41 @@
+"""Process settings from the environment (prefix `PROXY_`), read once at start-up.
+
+Settings say how the process starts; the YAML config (`app.config`) says what it serves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the process reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PROXY_", extra="ignore")
+
+    config: Path | None = Field(default=None, description="YAML config file (models, keys)")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    api_base: str | None = Field(
+        default=None, description="default upstream for models the config does not name"
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated client keys; empty: no auth"
+    )
+    demo_upstream: str | None = Field(
+        default=None,
+        description="set by `serve` when it starts the built-in mock upstream for the demo model",
+    )
+    log_level: str = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value

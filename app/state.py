@@ -1,0 +1,30 @@
+"""What a running proxy holds, built once in the app's lifespan and reached via dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.auth import KeyChecker
+from app.config import ProxyConfig
+from app.routing import Router
+from app.upstream import UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyState:
+    config: ProxyConfig
+    router: Router
+    upstream: UpstreamClient
+    keys: KeyChecker
+    fingerprint: str
+
+
+def get_state(request: Request) -> ProxyState:
+    state: ProxyState = request.app.state.proxy
+    return state
+
+
+StateDep = Annotated[ProxyState, Depends(get_state)]

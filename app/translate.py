@@ -1,0 +1,270 @@
+"""Pure translation between OpenAI requests/responses and the custom format.
+
+Data in, data out: no I/O, no web framework. The steps, in the order a request meets them:
+`check_chat_features` / `completion_prompts` refuse what the custom format cannot honour,
+`flatten_messages` makes template input, `resolve_sampling` fills the model's defaults,
+`finish_choice` turns one upstream output into a choice (echo stripped, stop applied, tokens
+counted), and `to_chat_completion` / `to_text_completion` build the OpenAI answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.config import SamplingDefaults
+from app.errors import UnsupportedParameter
+from app.schemas.custom import Sampling
+from app.schemas.openai import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    SamplingFields,
+)
+from app.tokens import TokenCounter
+
+StripPrompt = Literal["auto", "always", "never"]
+FinishReason = Literal["stop", "length"]
+
+# Chat features the custom format cannot honour: silently ignoring them would lie to the client.
+_UNSUPPORTED_CHAT = ("tools", "tool_choice", "functions", "function_call", "audio")
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One finished completion."""
+
+    index: int
+    text: str
+    finish_reason: FinishReason
+    completion_tokens: int
+
+
+def check_chat_features(request: ChatCompletionRequest) -> None:
+    """Refuse, with the offending `param`, what the custom format cannot do."""
+    for name in _UNSUPPORTED_CHAT:
+        if getattr(request, name) not in (None, [], {}):
+            raise UnsupportedParameter(
+                f"'{name}' is not supported: the custom endpoint only generates text",
+                param=name,
+            )
+    response_format = request.response_format
+    if response_format is not None and _format_type(response_format) != "text":
+        raise UnsupportedParameter(
+            '\'response_format\' other than {"type": "text"} is not supported '
+            "by the custom endpoint",
+            param="response_format",
+        )
+    if request.logprobs or request.top_logprobs is not None:
+        param = "logprobs" if request.logprobs else "top_logprobs"
+        raise UnsupportedParameter(
+            "log probabilities are not supported by the custom endpoint", param=param
+        )
+    if request.modalities not in (None, ["text"]):
+        raise UnsupportedParameter(
+            "only the 'text' modality is supported by the custom endpoint", param="modalities"
+        )
+
+
+def _format_type(value: Any) -> Any:
+    return value.get("type") if isinstance(value, dict) else value
+
+
+def flatten_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """Messages as {"role", "content"[, "name"]} with content a string, ready for a template."""
+    flat: list[dict[str, str]] = []
+    for index, message in enumerate(messages):
+        item = {"role": message.role, "content": _text_of(message, index)}
+        if message.name is not None:
+            item["name"] = message.name
+        flat.append(item)
+    return flat
+
+
+def _text_of(message: ChatMessage, index: int) -> str:
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts: list[str] = []
+    for part_index, part in enumerate(content):
+        if part.type != "text" or part.text is None:
+            raise UnsupportedParameter(
+                f"content parts of type '{part.type}' are not supported: "
+                "the custom endpoint takes text only",
+                param=f"messages[{index}].content[{part_index}].type",
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
+def completion_prompts(request: CompletionRequest) -> list[str]:
+    """The legacy endpoint's prompts as strings, refusing what cannot be honoured."""
+    prompt = request.prompt
+    if isinstance(prompt, str):
+        prompts = [prompt]
+    elif all(isinstance(item, str) for item in prompt):
+        prompts = [str(item) for item in prompt]
+    else:
+        raise UnsupportedParameter(
+            "token-id prompts are not supported: send the prompt as text", param="prompt"
+        )
+    if request.suffix:
+        raise UnsupportedParameter("'suffix' is not supported", param="suffix")
+    if request.logprobs is not None:
+        raise UnsupportedParameter("'logprobs' is not supported", param="logprobs")
+    if request.best_of is not None and request.best_of != (request.n or 1):
+        raise UnsupportedParameter("'best_of' other than n is not supported", param="best_of")
+    return prompts
+
+
+def resolve_sampling(
+    request: SamplingFields, defaults: SamplingDefaults, max_tokens: int | None
+) -> Sampling:
+    """The request's generation parameters, the model's defaults where it gives none."""
+    return Sampling(
+        max_tokens=max_tokens if max_tokens is not None else defaults.max_tokens,
+        temperature=defaults.temperature if request.temperature is None else request.temperature,
+        top_p=defaults.top_p if request.top_p is None else request.top_p,
+        top_k=defaults.top_k if request.top_k is None else request.top_k,
+    )
+
+
+def chat_max_tokens(request: ChatCompletionRequest) -> int | None:
+    """`max_completion_tokens` (the current name) wins over `max_tokens` (the deprecated one)."""
+    if request.max_completion_tokens is not None:
+        return request.max_completion_tokens
+    return request.max_tokens
+
+
+def stop_sequences(stop: str | list[str] | None) -> tuple[str, ...]:
+    """The stop parameter as a tuple of non-empty strings."""
+    if stop is None:
+        return ()
+    items = [stop] if isinstance(stop, str) else stop
+    return tuple(item for item in items if item)
+
+
+def strip_echo(output: str, prompt: str, mode: StripPrompt) -> str:
+    """Remove the prompt the custom endpoint echoes at the start of its output.
+
+    `auto` strips it when the output starts with it exactly; `always` drops the prompt's length
+    of characters (for upstreams that echo it with small changes); `never` keeps the output.
+    """
+    if mode == "never" or not prompt:
+        return output
+    if output.startswith(prompt):
+        return output[len(prompt) :]
+    if mode == "always":
+        return output[len(prompt) :]
+    return output
+
+
+def apply_stop(text: str, stops: Iterable[str]) -> tuple[str, bool]:
+    """Cut the text before the earliest stop sequence; say whether one was found."""
+    cut = len(text)
+    for stop in stops:
+        position = text.find(stop)
+        if position != -1 and position < cut:
+            cut = position
+    return text[:cut], cut != len(text)
+
+
+def finish_choice(
+    index: int,
+    output: str,
+    prompt: str,
+    *,
+    strip: StripPrompt,
+    stops: tuple[str, ...],
+    max_tokens: int,
+    counter: TokenCounter,
+    chat: bool,
+) -> Choice:
+    """One upstream output as a finished choice: echo stripped, stop applied, tokens counted.
+
+    For chat the leading white space left between prompt and answer is dropped, as chat clients
+    show the message as it is; legacy completions keep it, since callers append the text.
+    """
+    text = strip_echo(output, prompt, strip)
+    if chat:
+        text = text.lstrip()
+    text, stopped = apply_stop(text, stops)
+    tokens = counter.count(text)
+    finish: FinishReason = "stop" if stopped or tokens < max_tokens else "length"
+    return Choice(index=index, text=text, finish_reason=finish, completion_tokens=tokens)
+
+
+def usage(prompt_tokens: int, choices: Iterable[Choice]) -> dict[str, int]:
+    """OpenAI's usage object; the prompt counts once however many choices there are."""
+    completion = sum(choice.completion_tokens for choice in choices)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": prompt_tokens + completion,
+    }
+
+
+def to_chat_completion(
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    fingerprint: str,
+    choices: Sequence[Choice],
+    usage: dict[str, int],
+) -> dict[str, Any]:
+    """The `chat.completion` object, with every field OpenAI's schema requires."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": choice.index,
+                "message": {
+                    "role": "assistant",
+                    "content": choice.text,
+                    "refusal": None,
+                    "annotations": [],
+                },
+                "logprobs": None,
+                "finish_reason": choice.finish_reason,
+            }
+            for choice in choices
+        ],
+        "usage": usage,
+        "system_fingerprint": fingerprint,
+    }
+
+
+def to_text_completion(
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    fingerprint: str,
+    choices: Sequence[Choice],
+    usage: dict[str, int],
+) -> dict[str, Any]:
+    """The legacy `text_completion` object."""
+    return {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": choice.index,
+                "text": choice.text,
+                "logprobs": None,
+                "finish_reason": choice.finish_reason,
+            }
+            for choice in choices
+        ],
+        "usage": usage,
+        "system_fingerprint": fingerprint,
+    }
