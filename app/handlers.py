@@ -63,7 +63,11 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     request_id = request.scope.get("request_id")
     log.error("unexpected error handling request %s", request_id, exc_info=exc)
     message = f"The proxy hit an internal error (request id {request_id}); it has been logged."
-    return json_error(500, error_envelope(message, "server_error", None, "internal_error"))
+    # This handler runs outside the middleware stack, so it sets the request id header itself.
+    headers = {"x-request-id": str(request_id)} if request_id else None
+    return json_error(
+        500, error_envelope(message, "server_error", None, "internal_error"), headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

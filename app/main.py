@@ -39,9 +39,9 @@ def resolve_config(settings: Settings) -> ProxyConfig:
     return config
 
 
-def prepare(settings: Settings) -> tuple[ProxyConfig, Router]:
+def prepare(settings: Settings, config: ProxyConfig | None = None) -> tuple[ProxyConfig, Router]:
     """Load and check everything start-up needs; raises ConfigError on a bad config."""
-    config = resolve_config(settings)
+    config = resolve_config(settings) if config is None else config
     router = build_router(config, source=config_source(settings.config), api_base=settings.api_base)
     return config, router
 
@@ -51,11 +51,17 @@ def _default_upstream(config: ProxyConfig) -> UpstreamClient:
 
 
 def create_app(
-    settings: Settings | None = None, *, upstream_factory: UpstreamFactory = _default_upstream
+    settings: Settings | None = None,
+    *,
+    config: ProxyConfig | None = None,
+    upstream_factory: UpstreamFactory = _default_upstream,
 ) -> FastAPI:
-    """Build the ASGI app. The config is checked here, so a bad one fails before serving."""
+    """Build the ASGI app. The config is checked here, so a bad one fails before serving.
+
+    `config` replaces the one the settings name (tests and embedding use it).
+    """
     settings = settings or Settings()
-    config, router = prepare(settings)
+    config, router = prepare(settings, config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

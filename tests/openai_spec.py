@@ -225,7 +225,8 @@ def _registry_for(path: Path, cache: Path | None) -> Registry[Any]:
     resource: Resource[Any] = DRAFT202012.create_resource(
         {"components": {"schemas": _schemas_for(path, cache)}}
     )
-    return Registry().with_resource(_SPEC_URI, resource).crawl()
+    registry: Registry[Any] = Registry().with_resource(_SPEC_URI, resource).crawl()
+    return registry
 
 
 @functools.cache
