@@ -65,9 +65,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     message = f"The proxy hit an internal error (request id {request_id}); it has been logged."
     # This handler runs outside the middleware stack, so it sets the request id header itself.
     headers = {"x-request-id": str(request_id)} if request_id else None
-    return json_error(
-        500, error_envelope(message, "server_error", None, "internal_error"), headers
-    )
+    return json_error(500, error_envelope(message, "server_error", None, "internal_error"), headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -82,7 +82,11 @@ def text_chunks(
     choices: Sequence[Choice],
     usage: dict[str, int] | None,
 ) -> list[dict[str, Any]]:
-    """The chunk sequence for legacy completions: the text, then a finish chunk, per choice."""
+    """The chunk sequence for legacy completions: the text, then a finish chunk, per choice.
+
+    As OpenAI does, content chunks carry `finish_reason: null` (its published schema, shared
+    with the non-streamed answer, says string) and no `usage` key until the usage chunk.
+    """
     head: dict[str, Any] = {
         "id": completion_id,
         "object": "text_completion",
@@ -90,8 +94,6 @@ def text_chunks(
         "model": model,
         "system_fingerprint": fingerprint,
     }
-    if usage is not None:
-        head["usage"] = None
     chunks: list[dict[str, Any]] = []
     for choice in choices:
         for text, finish in ((choice.text, None), ("", choice.finish_reason)):

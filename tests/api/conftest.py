@@ -106,9 +106,7 @@ async def make_client(
 
 
 @pytest.fixture
-async def client(
-    make_client: Callable[..., Any], default_config: ProxyConfig
-) -> httpx.AsyncClient:
+async def client(make_client: Callable[..., Any], default_config: ProxyConfig) -> httpx.AsyncClient:
     result: httpx.AsyncClient = await make_client(default_config)
     return result
 
@@ -122,8 +120,9 @@ def chat_body(**fields: Any) -> dict[str, Any]:
     return body
 
 
-def assert_error(response: httpx.Response, status: int, *, code: str | None = None,
-                 param: str | None = None) -> dict[str, Any]:
+def assert_error(
+    response: httpx.Response, status: int, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     """The response is an OpenAI error envelope with this status (and code/param if given)."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")

@@ -160,7 +160,9 @@ async def test_unsupported_features_are_refused_with_param(client: httpx.AsyncCl
     }
     for param, value in cases.items():
         response = await client.post("/v1/chat/completions", json=chat_body(**{param: value}))
-        validate_openai("ErrorResponse", assert_error(response, 400, param=param) and response.json())
+        validate_openai(
+            "ErrorResponse", assert_error(response, 400, param=param) and response.json()
+        )
 
 
 async def test_template_violation_is_a_400(client: httpx.AsyncClient) -> None:

@@ -40,12 +40,25 @@ async def test_unknown_route_and_wrong_method(
         (b"", {"content-type": "application/json"}, None, None),
         (b"[1, 2]", {"content-type": "application/json"}, None, None),
         (b'{"model": "raw-model"}', {}, None, "messages"),
-        (b"model=x", {"content-type": "application/x-www-form-urlencoded"},
-         "invalid_content_type", None),
-        (b'{"model": "raw-model", "messages": [{"role": "user", "content": "\xff"}]}',
-         {"content-type": "application/json"}, "invalid_json", None),
-        (b'{"model": "raw-model", "messages": [{"role": "user", "content": "x"}], '
-         b'"temperature": NaN}', {"content-type": "application/json"}, None, "temperature"),
+        (
+            b"model=x",
+            {"content-type": "application/x-www-form-urlencoded"},
+            "invalid_content_type",
+            None,
+        ),
+        (
+            b'{"model": "raw-model", "messages": [{"role": "user", "content": "\xff"}]}',
+            {"content-type": "application/json"},
+            "invalid_json",
+            None,
+        ),
+        (
+            b'{"model": "raw-model", "messages": [{"role": "user", "content": "x"}], '
+            b'"temperature": NaN}',
+            {"content-type": "application/json"},
+            None,
+            "temperature",
+        ),
     ],
 )
 async def test_bad_bodies_are_400(
@@ -63,8 +76,17 @@ async def test_bad_bodies_are_400(
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("temperature", 2.5), ("top_p", 1.5), ("n", 0), ("n", 129), ("max_tokens", 0),
-     ("max_completion_tokens", -1), ("top_k", -2), ("stream", "yes"), ("stop", 5)],
+    [
+        ("temperature", 2.5),
+        ("top_p", 1.5),
+        ("n", 0),
+        ("n", 129),
+        ("max_tokens", 0),
+        ("max_completion_tokens", -1),
+        ("top_k", -2),
+        ("stream", "yes"),
+        ("stop", 5),
+    ],
 )
 async def test_out_of_range_params_name_the_param(
     client: httpx.AsyncClient, field: str, value: Any
@@ -99,8 +121,9 @@ async def test_body_over_limit_is_413(make_client: Any) -> None:
 
 async def test_api_keys(make_client: Any) -> None:
     client = await make_client(ProxyConfig(models=[model("raw-model")], api_keys=["sk-good"]))
-    assert_error(await client.post("/v1/chat/completions", json=chat_body()), 401,
-                 code="invalid_api_key")
+    assert_error(
+        await client.post("/v1/chat/completions", json=chat_body()), 401, code="invalid_api_key"
+    )
     for header in ("Bearer sk-bad", "Basic sk-good", "sk-good", "Bearer "):
         response = await client.post(
             "/v1/chat/completions", json=chat_body(), headers={"Authorization": header}
@@ -124,10 +147,18 @@ def _status(status: int, body: bytes = b'{"message": "boom"}') -> Any:
         (_status(200, b"<html>oops"), 502, "bad_upstream_response", "invalid JSON"),
         (_status(200, b'{"message": "busy", "data": []}'), 502, "bad_upstream_response", "busy"),
         (_status(200, b'{"message": "ok"}'), 502, "bad_upstream_response", "'data'"),
-        (_status(200, b'{"message": "ok", "data": []}'), 502, "bad_upstream_response",
-         "0 outputs for 1 prompts"),
-        (_status(200, b'{"message": "ok", "data": [{"output": [1]}]}'), 502,
-         "bad_upstream_response", "not a string"),
+        (
+            _status(200, b'{"message": "ok", "data": []}'),
+            502,
+            "bad_upstream_response",
+            "0 outputs for 1 prompts",
+        ),
+        (
+            _status(200, b'{"message": "ok", "data": [{"output": [1]}]}'),
+            502,
+            "bad_upstream_response",
+            "not a string",
+        ),
         (_status(500), 502, "bad_upstream_response", "HTTP 500"),
         (_status(400), 502, "bad_upstream_response", "HTTP 400"),
         (_status(429), 429, "upstream_rate_limited", "HTTP 429"),
