@@ -69,8 +69,8 @@ def log_config(level: str) -> dict[str, Any]:
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
-            "uvicorn": {"handlers": [], "propagate": True},
-            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn": {"handlers": [], "propagate": True, "level": level.upper()},
+            "uvicorn.error": {"handlers": [], "propagate": True, "level": level.upper()},
             "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }
@@ -151,8 +151,7 @@ def _print_routes(router: Router) -> None:
         headers = ", ".join(f"{name}: ***" for name in model.headers) or "none"
         print(
             f"- {route.name} -> {route.upstream_model} @ {route.url}\n"
-            f"    template {model.prompt_template if len(model.prompt_template) < 40 else 'jinja'}"
-            f", strip_prompt {model.strip_prompt}, timeout {model.timeout:g} s, {counting}\n"
+            f"    template {route.template.name}, strip_prompt {model.strip_prompt}, timeout {model.timeout:g} s, {counting}\n"
             f"    defaults {model.defaults.model_dump()}\n"
             f"    headers {headers}"
         )

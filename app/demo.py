@@ -25,7 +25,15 @@ def start_demo_upstream() -> str:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_mock_app(), log_level="warning", access_log=False, lifespan="off")
+        # Quiet while it starts, so the proxy's "serving model 'demo'" line comes first; the
+        # proxy's own logging configuration takes over when its server starts.
+        uvicorn.Config(
+            create_mock_app(),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
     )
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="demo-upstream", daemon=True

@@ -65,6 +65,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info(
+            "models: %s; other names %s; client keys: %s",
+            ", ".join(route.name for route in router.routes) or "none",
+            f"pass through to {settings.api_base}" if settings.api_base else "are not found",
+            len(config.api_keys) or "none (open)",
+        )
         upstream = upstream_factory(config)
         app.state.proxy = ProxyState(
             config=config,
