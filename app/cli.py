@@ -151,7 +151,8 @@ def _print_routes(router: Router) -> None:
         headers = ", ".join(f"{name}: ***" for name in model.headers) or "none"
         print(
             f"- {route.name} -> {route.upstream_model} @ {route.url}\n"
-            f"    template {route.template.name}, strip_prompt {model.strip_prompt}, timeout {model.timeout:g} s, {counting}\n"
+            f"    template {route.template.name}, strip_prompt {model.strip_prompt}, "
+            f"timeout {model.timeout:g} s, {counting}\n"
             f"    defaults {model.defaults.model_dump()}\n"
             f"    headers {headers}"
         )
