@@ -155,10 +155,11 @@ def _expand_string(
 ) -> str:
     def substitute(match: re.Match[str]) -> str:
         name, fallback = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if fallback is not None:
-            return fallback
+        value = env.get(name)
+        if fallback is not None and not value:
+            return fallback  # `:-` as in the shell and compose: unset or empty
+        if value is not None:
+            return value
         where = _describe_location(root, loc)
         raise ConfigError(f"{path}: {where}: environment variable {name} is not set")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.config import SamplingDefaults
-from app.errors import UnsupportedParameter
+from app.errors import InvalidRequest, UnsupportedParameter
 from app.schemas.custom import Sampling
 from app.schemas.openai import (
     ChatCompletionRequest,
@@ -44,11 +44,12 @@ class Choice:
 def check_chat_features(request: ChatCompletionRequest) -> None:
     """Refuse, with the offending `param`, what the custom format cannot do."""
     for name in _UNSUPPORTED_CHAT:
-        if getattr(request, name) not in (None, [], {}):
-            raise UnsupportedParameter(
-                f"'{name}' is not supported: the custom endpoint only generates text",
-                param=name,
-            )
+        value = getattr(request, name)
+        if value in (None, [], {}) or (name == "tool_choice" and value == "none"):
+            continue
+        raise UnsupportedParameter(
+            f"'{name}' is not supported: the custom endpoint only generates text", param=name
+        )
     response_format = request.response_format
     if response_format is not None and _format_type(response_format) != "text":
         raise UnsupportedParameter(
@@ -90,6 +91,11 @@ def _text_of(message: ChatMessage, index: int) -> str:
         return content
     texts: list[str] = []
     for part_index, part in enumerate(content):
+        if part.type == "text" and part.text is None:
+            raise InvalidRequest(
+                "a content part of type 'text' needs a 'text' string",
+                param=f"messages[{index}].content[{part_index}].text",
+            )
         if part.type != "text" or part.text is None:
             raise UnsupportedParameter(
                 f"content parts of type '{part.type}' are not supported: "

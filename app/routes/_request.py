@@ -63,7 +63,7 @@ def _to_invalid_request(exc: ValidationError) -> InvalidRequest:
         return InvalidRequest(
             f"We could not parse the JSON body of your request ({reason}).", code="invalid_json"
         )
-    if first["type"] == "model_type":
+    if first["type"] == "model_type" and not first["loc"]:
         return InvalidRequest("The request body must be a JSON object.")
     param = _param_name(first["loc"])
     if first["type"] == "missing":

@@ -83,7 +83,12 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     """POST /v1/completions (legacy)."""
 
-    prompt: str | Annotated[list[str], Field(min_length=1)] | list[int] | list[list[int]]
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1)]
+        | Annotated[list[int], Field(min_length=1)]
+        | Annotated[list[list[int]], Field(min_length=1)]
+    )
     best_of: int | None = Field(default=None, ge=1, le=128)
     echo: bool | None = False
     suffix: str | None = None

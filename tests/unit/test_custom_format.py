@@ -13,9 +13,7 @@ from app.schemas.custom import Sampling, parse_custom_response, to_custom_reques
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SEED = json.loads((DATA / "seed_custom_format.json").read_text(encoding="utf-8"))
-FAILURES = json.loads((DATA / "custom_response_failures.json").read_text(encoding="utf-8"))[
-    "cases"
-]
+FAILURES = json.loads((DATA / "custom_response_failures.json").read_text(encoding="utf-8"))["cases"]
 
 
 def _body(case: dict[str, Any]) -> bytes:
