@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
@@ -30,7 +30,7 @@ from app.streaming import (
     error_stream,
     sse_body,
 )
-from app.translate import Choice, finish_choice, usage
+from app.translate import AnswerHead, Choice, finish_choice, usage
 from app.upstream import UpstreamRequest
 
 log = logging.getLogger("app.serving")
@@ -49,30 +49,8 @@ class Generation:
     echo: bool = False
 
 
-class BuildAnswer(Protocol):
-    def __call__(
-        self,
-        *,
-        completion_id: str,
-        created: int,
-        model: str,
-        fingerprint: str,
-        choices: Sequence[Choice],
-        usage: dict[str, int],
-    ) -> dict[str, Any]: ...
-
-
-class BuildChunks(Protocol):
-    def __call__(
-        self,
-        *,
-        completion_id: str,
-        created: int,
-        model: str,
-        fingerprint: str,
-        choices: Sequence[Choice],
-        usage: dict[str, int] | None,
-    ) -> list[dict[str, Any]]: ...
+BuildAnswer = Callable[[AnswerHead, Sequence[Choice], dict[str, int]], dict[str, Any]]
+BuildChunks = Callable[[AnswerHead, Sequence[Choice], dict[str, int] | None], list[dict[str, Any]]]
 
 
 async def generate(state: ProxyState, job: Generation, request_id: str) -> list[Choice]:
@@ -119,32 +97,20 @@ async def serve_generation(
     build_chunks: BuildChunks,
 ) -> Response:
     """The HTTP answer for a generation, as JSON or as SSE."""
-    completion_id = f"{id_prefix}-{uuid.uuid4().hex[:24]}"
-    created = int(time.time())
-
-    def render(choices: list[Choice]) -> dict[str, Any]:
-        return build_answer(
-            completion_id=completion_id,
-            created=created,
-            model=model,
-            fingerprint=state.fingerprint,
-            choices=choices,
-            usage=usage(job.prompt_tokens, choices),
-        )
-
+    head = AnswerHead(
+        id=f"{id_prefix}-{uuid.uuid4().hex[:24]}",
+        created=int(time.time()),
+        model=model,
+        fingerprint=state.fingerprint,
+    )
     if not stream:
-        answer = render(await generate(state, job, request_id))
-        return json_response(answer)
+        choices = await generate(state, job, request_id)
+        return json_response(build_answer(head, choices, usage(job.prompt_tokens, choices)))
 
     def render_stream(choices: list[Choice]) -> bytes:
         return sse_body(
             build_chunks(
-                completion_id=completion_id,
-                created=created,
-                model=model,
-                fingerprint=state.fingerprint,
-                choices=choices,
-                usage=usage(job.prompt_tokens, choices) if include_usage else None,
+                head, choices, usage(job.prompt_tokens, choices) if include_usage else None
             )
         )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from app.translate import Choice
+from app.translate import AnswerHead, Choice
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -36,74 +36,47 @@ def error_stream(envelope: dict[str, Any]) -> bytes:
 
 
 def chat_chunks(
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    fingerprint: str,
-    choices: Sequence[Choice],
-    usage: dict[str, int] | None,
+    head: AnswerHead, choices: Sequence[Choice], usage: dict[str, int] | None
 ) -> list[dict[str, Any]]:
     """The chunk sequence for chat; `usage` is given only when the client asked for it."""
-    head: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": fingerprint,
-    }
+    fields = head.fields("chat.completion.chunk")
     if usage is not None:
-        head["usage"] = None  # OpenAI sends usage: null on every chunk but the last
-    chunks: list[dict[str, Any]] = []
+        fields["usage"] = None  # OpenAI sends usage: null on every chunk but the last
+    chunks = []
     for choice in choices:
         for delta, finish in (
             ({"role": "assistant", "content": "", "refusal": None}, None),
             ({"content": choice.text}, None),
             ({}, choice.finish_reason),
         ):
-            chunk_choice = {
-                "index": choice.index,
-                "delta": delta,
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-            chunks.append({**head, "choices": [chunk_choice]})
+            chunks.append({**fields, "choices": [_chat_choice(choice.index, delta, finish)]})
     if usage is not None:
-        chunks.append({**head, "choices": [], "usage": usage})
+        chunks.append({**fields, "choices": [], "usage": usage})
     return chunks
 
 
+def _chat_choice(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+
 def text_chunks(
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    fingerprint: str,
-    choices: Sequence[Choice],
-    usage: dict[str, int] | None,
+    head: AnswerHead, choices: Sequence[Choice], usage: dict[str, int] | None
 ) -> list[dict[str, Any]]:
     """The chunk sequence for legacy completions: the text, then a finish chunk, per choice.
 
     As OpenAI does, content chunks carry `finish_reason: null` (its published schema, shared
     with the non-streamed answer, says string) and no `usage` key until the usage chunk.
     """
-    head: dict[str, Any] = {
-        "id": completion_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "system_fingerprint": fingerprint,
-    }
-    chunks: list[dict[str, Any]] = []
-    for choice in choices:
-        for text, finish in ((choice.text, None), ("", choice.finish_reason)):
-            chunk_choice = {
-                "index": choice.index,
-                "text": text,
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-            chunks.append({**head, "choices": [chunk_choice]})
+    fields = head.fields("text_completion")
+    chunks = [
+        {**fields, "choices": [_text_choice(choice.index, text, finish)]}
+        for choice in choices
+        for text, finish in ((choice.text, None), ("", choice.finish_reason))
+    ]
     if usage is not None:
-        chunks.append({**head, "choices": [], "usage": usage})
+        chunks.append({**fields, "choices": [], "usage": usage})
     return chunks
+
+
+def _text_choice(index: int, text: str, finish: str | None) -> dict[str, Any]:
+    return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}

@@ -213,21 +213,31 @@ def usage(prompt_tokens: int, choices: Iterable[Choice]) -> dict[str, int]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerHead:
+    """What the answer, and every chunk, of one completion shares."""
+
+    id: str
+    created: int
+    model: str
+    fingerprint: str
+
+    def fields(self, object_name: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": object_name,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": self.fingerprint,
+        }
+
+
 def to_chat_completion(
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    fingerprint: str,
-    choices: Sequence[Choice],
-    usage: dict[str, int],
+    head: AnswerHead, choices: Sequence[Choice], usage: dict[str, int]
 ) -> dict[str, Any]:
     """The `chat.completion` object, with every field OpenAI's schema requires."""
     return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
+        **head.fields("chat.completion"),
         "choices": [
             {
                 "index": choice.index,
@@ -243,25 +253,15 @@ def to_chat_completion(
             for choice in choices
         ],
         "usage": usage,
-        "system_fingerprint": fingerprint,
     }
 
 
 def to_text_completion(
-    *,
-    completion_id: str,
-    created: int,
-    model: str,
-    fingerprint: str,
-    choices: Sequence[Choice],
-    usage: dict[str, int],
+    head: AnswerHead, choices: Sequence[Choice], usage: dict[str, int]
 ) -> dict[str, Any]:
     """The legacy `text_completion` object."""
     return {
-        "id": completion_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
+        **head.fields("text_completion"),
         "choices": [
             {
                 "index": choice.index,
@@ -272,5 +272,4 @@ def to_text_completion(
             for choice in choices
         ],
         "usage": usage,
-        "system_fingerprint": fingerprint,
     }

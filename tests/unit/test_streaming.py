@@ -19,7 +19,7 @@ from app.streaming import (
     sse_event,
     text_chunks,
 )
-from app.translate import Choice, usage
+from app.translate import AnswerHead, Choice, usage
 from tests.openai_spec import validate_openai
 
 ONE = [Choice(0, "Hello there", "stop", 2)]
@@ -44,19 +44,13 @@ def parse_sse(body: bytes) -> list[Any]:
 
 def chat_stream(choices: list[Choice], include_usage: bool) -> list[dict[str, Any]]:
     return chat_chunks(
-        completion_id="chatcmpl-1",
-        choices=choices,
-        usage=usage(5, choices) if include_usage else None,
-        **HEAD,
+        AnswerHead(id="chatcmpl-1", **HEAD), choices, usage(5, choices) if include_usage else None
     )
 
 
 def text_stream(choices: list[Choice], include_usage: bool) -> list[dict[str, Any]]:
     return text_chunks(
-        completion_id="cmpl-1",
-        choices=choices,
-        usage=usage(5, choices) if include_usage else None,
-        **HEAD,
+        AnswerHead(id="cmpl-1", **HEAD), choices, usage(5, choices) if include_usage else None
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from app.schemas.custom import Sampling
 from app.schemas.openai import ChatCompletionRequest, ChatMessage, CompletionRequest
 from app.tokens import EstimateCounter
 from app.translate import (
+    AnswerHead,
     Choice,
     apply_stop,
     chat_max_tokens,
@@ -309,18 +311,16 @@ def test_usage_without_choices() -> None:
 # --- to_chat_completion / to_text_completion ----------------------------------------------------
 
 CHOICES = [Choice(0, "Paris.", "stop", 2), Choice(1, "Paris is the", "length", 3)]
-ANSWER_FIELDS: dict[str, Any] = {
-    "completion_id": "chatcmpl-abc",
-    "created": 1_700_000_000,
-    "model": "custom/meta-llama/Llama-2-13b-hf",
-    "fingerprint": "fp_custom",
-    "choices": CHOICES,
-    "usage": usage(7, CHOICES),
-}
+HEAD = AnswerHead(
+    id="chatcmpl-abc",
+    created=1_700_000_000,
+    model="custom/meta-llama/Llama-2-13b-hf",
+    fingerprint="fp_custom",
+)
 
 
 def test_chat_completion_exact_shape() -> None:
-    answer = to_chat_completion(**ANSWER_FIELDS)
+    answer = to_chat_completion(HEAD, CHOICES, usage(7, CHOICES))
 
     assert answer == {
         "id": "chatcmpl-abc",
@@ -358,7 +358,7 @@ def test_chat_completion_exact_shape() -> None:
 
 
 def test_text_completion_exact_shape() -> None:
-    answer = to_text_completion(**{**ANSWER_FIELDS, "completion_id": "cmpl-abc"})
+    answer = to_text_completion(replace(HEAD, id="cmpl-abc"), CHOICES, usage(7, CHOICES))
 
     assert answer == {
         "id": "cmpl-abc",
@@ -376,7 +376,7 @@ def test_text_completion_exact_shape() -> None:
 
 
 def test_schema_check_is_not_vacuous() -> None:
-    answer = to_chat_completion(**ANSWER_FIELDS)
+    answer = to_chat_completion(HEAD, CHOICES, usage(7, CHOICES))
     del answer["choices"][0]["message"]["refusal"]
 
     with pytest.raises(AssertionError, match="refusal"):
