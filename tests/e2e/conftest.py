@@ -56,6 +56,8 @@ def _models(upstream: str, closed_port: int) -> list[dict[str, Any]]:
         fault("bad-json", **{"x-mock-fault": "malformed"}),
         fault("upstream-500", **{"x-mock-fault": "status:500"}),
         fault("not-ok", **{"x-mock-fault": "not-ok"}),
+        fault("html-page", **{"x-mock-fault": "html"}),
+        fault("cut-short", **{"x-mock-fault": "reset"}),
         {**fault("too-slow", **{"x-mock-delay-ms": "3000"}), "timeout": 0.5},
         {"name": "dead", "api_base": f"http://127.0.0.1:{closed_port}/inference"},
         fault("slow", **{"x-mock-delay-ms": str(SLOW_MS)}),
@@ -75,14 +77,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def _launch(
     config: pytest.Config, log_dir: Path, name: str, args: list[str], env: dict[str, str]
-) -> tuple[Server, int]:
+) -> Server:
     port = free_port()
-    server = start_server(
-        name, [*args, "--host", "127.0.0.1", "--port", str(port)], port=port, log_dir=log_dir,
-        env=env,
-    )
+    argv = [*args, "--host", "127.0.0.1", "--port", str(port)]
+    server = start_server(name, argv, port=port, log_dir=log_dir, env=env)
     config.stash.setdefault(_SERVERS, []).append(server)
-    return server, port
+    return server
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +92,7 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mock_upstream(pytestconfig: pytest.Config, log_dir: Path) -> Iterator[Server]:
-    server, _ = _launch(pytestconfig, log_dir, "mock-upstream", ["mock-upstream"], clean_env())
+    server = _launch(pytestconfig, log_dir, "mock-upstream", ["mock-upstream"], clean_env())
     try:
         server.wait_ready(None)  # it answers 405 to GET: any HTTP answer means it listens
         yield server
@@ -123,7 +123,7 @@ def _serve(server: Server) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def proxy(pytestconfig: pytest.Config, log_dir: Path, config_path: Path) -> Iterator[Server]:
     args = ["serve", "--config", str(config_path)]
-    server, _ = _launch(pytestconfig, log_dir, "proxy", args, clean_env())
+    server = _launch(pytestconfig, log_dir, "proxy", args, clean_env())
     yield from _serve(server)
 
 
@@ -132,13 +132,13 @@ def passthrough_proxy(
     pytestconfig: pytest.Config, log_dir: Path, mock_upstream: Server
 ) -> Iterator[Server]:
     env = clean_env(PROXY_API_BASE=f"{mock_upstream.url}/inference")
-    server, _ = _launch(pytestconfig, log_dir, "passthrough-proxy", ["serve"], env)
+    server = _launch(pytestconfig, log_dir, "passthrough-proxy", ["serve"], env)
     yield from _serve(server)
 
 
 @pytest.fixture(scope="session")
 def demo_proxy(pytestconfig: pytest.Config, log_dir: Path) -> Iterator[Server]:
-    server, _ = _launch(pytestconfig, log_dir, "demo-proxy", ["serve"], clean_env())
+    server = _launch(pytestconfig, log_dir, "demo-proxy", ["serve"], clean_env())
     yield from _serve(server)
 
 
