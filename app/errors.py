@@ -8,6 +8,7 @@
     │   └── ModelNotFound           404 invalid_request_error / model_not_found
     ├── MethodNotAllowed            405 invalid_request_error / method_not_allowed
     ├── PayloadTooLarge             413 invalid_request_error / request_too_large
+    ├── ClientClosedRequest         499 (nginx's code; the client is gone and never sees it)
     └── UpstreamError               the custom endpoint failed; message says how
         ├── UpstreamBadResponse     502 upstream_error / bad_upstream_response
         ├── UpstreamRateLimited     429 rate_limit_error / upstream_rate_limited
@@ -84,6 +85,14 @@ class PayloadTooLarge(ProxyError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+
+class ClientClosedRequest(ProxyError):
+    """The client went away before the proxy could answer."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_closed_request"
 
 
 class UpstreamError(ProxyError):

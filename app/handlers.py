@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.errors import ProxyError, error_envelope
+from app.errors import ClientClosedRequest, ProxyError, error_envelope
 
 log = logging.getLogger("app.errors")
 
@@ -34,7 +34,9 @@ def json_error(
 
 async def handle_proxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
-    if exc.status >= 500:
+    if isinstance(exc, ClientClosedRequest):
+        log.info("%s (request %s)", exc.message, request.scope.get("request_id"))
+    elif exc.status >= 500:
         log.warning("upstream error: %s (request %s)", exc.message, request.scope.get("request_id"))
     return json_error(exc.status, exc.envelope())
 

@@ -14,7 +14,7 @@ from app.config import ProxyConfig, load_config
 from app.handlers import install_error_handlers
 from app.middleware import RequestIdMiddleware
 from app.routes import chat, completions, health, models
-from app.routes.openapi import install_request_schemas
+from app.routes.openapi import DocumentedPost, install_openapi
 from app.routing import Router, build_router, config_source, demo_config
 from app.schemas.openai import ChatCompletionRequest, CompletionRequest
 from app.settings import Settings
@@ -24,6 +24,18 @@ from app.upstream import AiohttpUpstream, UpstreamClient
 log = logging.getLogger("app")
 
 UpstreamFactory = Callable[[ProxyConfig], UpstreamClient]
+
+# The hot routes: plain Starlette endpoints, registered first so they match first.
+_GENERATION_ROUTES = [
+    (
+        DocumentedPost("/v1/chat/completions", ChatCompletionRequest, "Create a chat completion"),
+        chat.create_chat_completion,
+    ),
+    (
+        DocumentedPost("/v1/completions", CompletionRequest, "Create a text completion (legacy)"),
+        completions.create_completion,
+    ),
+]
 
 
 def resolve_config(settings: Settings) -> ProxyConfig:
@@ -89,10 +101,14 @@ def create_app(
         version=__version__,
         description="OpenAI-compatible proxy for custom LLM API endpoints.",
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry hooks cost a check per request; the proxy has its own.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    for module in (chat, completions, models, health):
+    for post, endpoint in _GENERATION_ROUTES:
+        app.router.add_route(post.path, endpoint, methods=["POST"])
+    for module in (models, health):
         app.include_router(module.router)
-    install_request_schemas(app, [ChatCompletionRequest, CompletionRequest])
+    install_openapi(app, [post for post, _ in _GENERATION_ROUTES])
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     return app

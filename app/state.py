@@ -22,9 +22,14 @@ class ProxyState:
     fingerprint: str
 
 
-def get_state(request: Request) -> ProxyState:
+def proxy_state(request: Request) -> ProxyState:
+    """The running proxy's state (for the hot routes, which skip dependency injection)."""
     state: ProxyState = request.app.state.proxy
     return state
+
+
+async def get_state(request: Request) -> ProxyState:
+    return proxy_state(request)
 
 
 StateDep = Annotated[ProxyState, Depends(get_state)]

@@ -6,8 +6,9 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
-from app.errors import InvalidRequest, PayloadTooLarge
+from app.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -23,11 +24,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientClosedRequest("the client closed the connection while sending") from None
     return b"".join(chunks)
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import InvalidRequest
 from app.prompts import PromptRenderError
 from app.routes._request import parse_body, read_body
-from app.routes.openapi import request_body_schema
 from app.schemas.openai import ChatCompletionRequest
 from app.serving import Generation, serve_generation
-from app.state import StateDep
+from app.state import proxy_state
 from app.streaming import chat_chunks
 from app.translate import (
     chat_max_tokens,
@@ -22,16 +21,10 @@ from app.translate import (
     to_chat_completion,
 )
 
-router = APIRouter()
 
-
-@router.post(
-    "/v1/chat/completions",
-    openapi_extra=request_body_schema(ChatCompletionRequest),
-    response_model=None,
-)
-async def create_chat_completion(request: Request, state: StateDep) -> Response:
+async def create_chat_completion(request: Request) -> Response:
     """Chat completion (streamed or not) from the model's custom endpoint."""
+    state = proxy_state(request)
     state.keys.check(request.headers.get("authorization"))
     chat = parse_body(
         ChatCompletionRequest, await read_body(request, state.config.max_request_bytes)

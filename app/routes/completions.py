@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from app.routes._request import parse_body, read_body
-from app.routes.openapi import request_body_schema
 from app.schemas.openai import CompletionRequest
 from app.serving import Generation, serve_generation
-from app.state import StateDep
+from app.state import proxy_state
 from app.streaming import text_chunks
 from app.translate import (
     completion_prompts,
@@ -18,16 +17,10 @@ from app.translate import (
     to_text_completion,
 )
 
-router = APIRouter()
 
-
-@router.post(
-    "/v1/completions",
-    openapi_extra=request_body_schema(CompletionRequest),
-    response_model=None,
-)
-async def create_completion(request: Request, state: StateDep) -> Response:
+async def create_completion(request: Request) -> Response:
     """Text completion for one prompt or a list of prompts; choices in prompt order."""
+    state = proxy_state(request)
     state.keys.check(request.headers.get("authorization"))
     legacy = parse_body(CompletionRequest, await read_body(request, state.config.max_request_bytes))
     route = state.router.resolve(legacy.model)
