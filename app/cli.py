@@ -150,7 +150,7 @@ def _print_routes(router: Router) -> None:
         counting = f"tokenizer {model.tokenizer}" if route.counter.exact else "estimated tokens"
         headers = ", ".join(f"{name}: ***" for name in model.headers) or "none"
         print(
-            f"- {route.name} -> {route.upstream_model} @ {route.url}\n"
+            f"- {route.name} -> {route.upstream_model} @ {route.endpoint.url}\n"
             f"    template {route.template.name}, strip_prompt {model.strip_prompt}, "
             f"timeout {model.timeout:g} s, {counting}\n"
             f"    defaults {model.defaults.model_dump()}\n"

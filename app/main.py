@@ -19,7 +19,7 @@ from app.routing import Router, build_router, config_source, demo_config
 from app.schemas.openai import ChatCompletionRequest, CompletionRequest
 from app.settings import Settings
 from app.state import ProxyState
-from app.upstream import AiohttpUpstream, UpstreamClient
+from app.upstream import PooledUpstream, UpstreamClient
 
 log = logging.getLogger("app")
 
@@ -59,7 +59,7 @@ def prepare(settings: Settings, config: ProxyConfig | None = None) -> tuple[Prox
 
 
 def _default_upstream(config: ProxyConfig) -> UpstreamClient:
-    return AiohttpUpstream(max_connections=config.upstream_max_connections)
+    return PooledUpstream(max_connections=config.upstream_max_connections)
 
 
 def create_app(

@@ -15,6 +15,7 @@ from app.config import ConfigError, ModelConfig, ProxyConfig
 from app.errors import ModelNotFound
 from app.prompts import PromptTemplate, TemplateError, compile_template
 from app.tokens import TokenCounter, load_counter
+from app.upstream import UpstreamEndpoint
 
 PASSTHROUGH_PREFIX = "custom/"
 
@@ -25,9 +26,7 @@ class ModelRoute:
 
     name: str
     upstream_model: str
-    url: str
-    headers: dict[str, str]
-    timeout: float
+    endpoint: UpstreamEndpoint
     template: PromptTemplate
     counter: TokenCounter
     config: ModelConfig
@@ -54,6 +53,7 @@ class Router:
         if self._passthrough is not None:
             upstream = model.removeprefix(PASSTHROUGH_PREFIX)
             if upstream:
+                # Same endpoint object: the upstream client's per-endpoint state is shared.
                 return replace(self._passthrough, name=model, upstream_model=upstream)
         raise ModelNotFound(
             f"The model '{model}' does not exist or you do not have access to it.", param="model"
@@ -76,9 +76,11 @@ def build_route(model: ModelConfig, *, source: str, index: int) -> ModelRoute:
     return ModelRoute(
         name=model.name,
         upstream_model=model.upstream_name,
-        url=model.api_base,
-        headers={"content-type": "application/json", **model.headers},
-        timeout=model.timeout,
+        endpoint=UpstreamEndpoint(
+            url=model.api_base,
+            headers={"content-type": "application/json", **model.headers},
+            timeout=model.timeout,
+        ),
         template=template,
         counter=counter,
         config=model,

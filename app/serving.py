@@ -58,10 +58,9 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> list[
     route = job.route
     response = await state.upstream.send(
         UpstreamRequest(
-            url=route.url,
+            endpoint=route.endpoint,
             body=to_custom_request(route.upstream_model, job.prompts, job.sampling),
-            headers={**route.headers, "x-request-id": request_id},
-            timeout=route.timeout,
+            request_id=request_id,
             model=route.name,
         )
     )

@@ -1,17 +1,18 @@
-"""The one shared HTTP client to custom endpoints, behind the project's own small interface.
+"""The upstream client: the one object that talks to custom endpoints, behind a small interface.
 
 `UpstreamClient.send(UpstreamRequest) -> UpstreamResponse` is all the rest of the proxy sees,
-so the client can be swapped and faked. Two implementations:
+so the client can be swapped and faked. Per-model URL, headers and timeout travel in the
+request's `UpstreamEndpoint` (built once per model), never in the client. Two implementations:
 
-- `AiohttpUpstream`, the production client: aiohttp's pooled ClientSession. Measured on this
-  machine (one core, FastAPI on uvicorn with uvloop and httptools, a zero-cost upstream) it
-  served about 4,300 requests/s at 16 concurrent and 2,800/s at 256 concurrent against a 50 ms
-  upstream, against httpx.AsyncClient's 590 and 70 — httpx's pool is the bottleneck there.
+- `PooledUpstream`, the production client, on the project's own `app.http_client` (asyncio +
+  httptools, keep-alive pool). Chosen by measurement (`bench/clients.py`, README "Performance"):
+  it costs a fraction of the CPU per request of aiohttp or httpx, which would otherwise be most
+  of the proxy's own cost.
 - `HttpxUpstream`, on httpx.AsyncClient with an injectable transport: tests drive it with
-  `httpx.MockTransport`, and it suits anyone who prefers httpx over speed.
+  `httpx.MockTransport`.
 
-Transport failures map to the proxy's errors here, at one boundary: connection refused or reset
-before an answer → `UpstreamUnavailable` (503), timeout → `UpstreamTimeout` (504), a broken
+Transport failures map to the proxy's errors here, at one boundary: no connection →
+`UpstreamUnavailable` (503), no answer in time → `UpstreamTimeout` (504), a broken or oversized
 answer → `UpstreamBadResponse` (502). HTTP statuses are judged by `app.schemas.custom`.
 """
 
@@ -22,20 +23,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
 import httpx
 
 from app.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
+from app.http_client import (
+    ConnectFailed,
+    ConnectionBroken,
+    HTTPPool,
+    ResponseTooLarge,
+    Target,
+    prepare_post,
+)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class UpstreamEndpoint:
+    """Where and how to POST for one model; compared and hashed by identity."""
+
+    url: str
+    headers: Mapping[str, str]
+    timeout: float
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """One POST to a custom endpoint. `model` names the proxy's model, for error messages."""
+    """One POST to a custom endpoint. `model` names the client's model, for error messages."""
 
-    url: str
+    endpoint: UpstreamEndpoint
     body: bytes
-    headers: Mapping[str, str]
-    timeout: float
+    request_id: str
     model: str
 
 
@@ -51,49 +67,45 @@ class UpstreamClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-class AiohttpUpstream:
-    """The production client: one pooled aiohttp session for the process."""
+class PooledUpstream:
+    """The production client: one keep-alive pool for the process."""
 
-    def __init__(self, *, max_connections: int = 1000, keepalive_seconds: float = 30.0) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=max_connections,
-            limit_per_host=0,
-            keepalive_timeout=keepalive_seconds,
-            enable_cleanup_closed=False,
+    def __init__(
+        self,
+        *,
+        max_connections: int = 1000,
+        keepalive_seconds: float = 4.0,
+        max_response_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self._pool = HTTPPool(
+            max_connections=max_connections,
+            keepalive_seconds=keepalive_seconds,
+            max_response_bytes=max_response_bytes,
         )
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, trust_env=False
-        )
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._targets: dict[UpstreamEndpoint, Target] = {}
 
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
-        return timeout
+    def _target(self, endpoint: UpstreamEndpoint) -> Target:
+        target = self._targets.get(endpoint)
+        if target is None:
+            target = self._targets[endpoint] = prepare_post(endpoint.url, dict(endpoint.headers))
+        return target
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        endpoint = request.endpoint
+        extra = b"x-request-id: " + request.request_id.encode("ascii") + b"\r\n"
         try:
-            async with self._session.post(
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=self._timeout(request.timeout),
-                allow_redirects=False,
-            ) as response:
-                body = await response.read()
-                return UpstreamResponse(status=response.status, body=body)
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            async with asyncio.timeout(endpoint.timeout):
+                response = await self._pool.post(self._target(endpoint), extra, request.body)
+        except TimeoutError as exc:
             raise _timed_out(request) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise _unreachable(request, exc.strerror or str(exc)) from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        except ConnectFailed as exc:
+            raise _unreachable(request, str(exc)) from exc
+        except (ConnectionBroken, ResponseTooLarge) as exc:
             raise _broken(request, exc) from exc
-        except aiohttp.ClientError as exc:
-            raise _broken(request, exc) from exc
+        return UpstreamResponse(status=response.status, body=response.body)
 
     async def aclose(self) -> None:
-        await self._session.close()
+        await self._pool.aclose()
 
 
 class HttpxUpstream:
@@ -108,16 +120,18 @@ class HttpxUpstream:
         self._client = httpx.AsyncClient(
             transport=transport,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=100),
-            timeout=httpx.Timeout(300.0),
+            timeout=httpx.Timeout(None),
             follow_redirects=False,
         )
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        endpoint = request.endpoint
+        headers = {**endpoint.headers, "x-request-id": request.request_id}
         try:
-            response = await asyncio.wait_for(
-                self._client.post(request.url, content=request.body, headers=request.headers),
-                timeout=request.timeout,
-            )
+            async with asyncio.timeout(endpoint.timeout):
+                response = await self._client.post(
+                    endpoint.url, content=request.body, headers=headers
+                )
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _timed_out(request) from exc
         except httpx.ConnectError as exc:
@@ -132,7 +146,8 @@ class HttpxUpstream:
 
 def _timed_out(request: UpstreamRequest) -> UpstreamTimeout:
     return UpstreamTimeout(
-        f"the upstream of model '{request.model}' did not answer within {request.timeout:g} s"
+        f"the upstream of model '{request.model}' did not answer within "
+        f"{request.endpoint.timeout:g} s"
     )
 
 

@@ -35,9 +35,12 @@ def test_configured_name_resolves_to_its_route() -> None:
 
     assert route.name == "llama"
     assert route.upstream_model == "meta-llama/Llama-2-13b-hf"
-    assert route.url == "http://llama.test/gen"
-    assert route.timeout == 12.0
-    assert route.headers == {"content-type": "application/json", "Authorization": "Bearer up"}
+    assert route.endpoint.url == "http://llama.test/gen"
+    assert route.endpoint.timeout == 12.0
+    assert route.endpoint.headers == {
+        "content-type": "application/json",
+        "Authorization": "Bearer up",
+    }
     assert route.config is config.models[0]
     assert route.template.render([{"role": "user", "content": "Hi"}]) == "<s>[INST] Hi [/INST]"
     assert route.counter.exact is False
@@ -81,7 +84,7 @@ def test_passthrough_to_the_default_upstream(requested: str, upstream: str) -> N
 
     assert route.name == requested
     assert route.upstream_model == upstream
-    assert route.url == DEFAULT_BASE
+    assert route.endpoint.url == DEFAULT_BASE
 
 
 def test_client_cannot_choose_the_upstream_url() -> None:
@@ -89,7 +92,7 @@ def test_client_cannot_choose_the_upstream_url() -> None:
 
     route = router.resolve("custom/http://evil.example/steal")
 
-    assert route.url == DEFAULT_BASE
+    assert route.endpoint.url == DEFAULT_BASE
     assert route.upstream_model == "http://evil.example/steal"
 
 
@@ -101,7 +104,7 @@ def test_configured_name_wins_over_passthrough() -> None:
 
     route = router.resolve("custom/special")
 
-    assert route.url == "https://special.test/g"
+    assert route.endpoint.url == "https://special.test/g"
     assert route.upstream_model == "sp"
 
 
