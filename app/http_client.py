@@ -263,13 +263,14 @@ class HTTPPool:
         max_connections: int = 1000,
         keepalive_seconds: float = 4.0,
         max_response_bytes: int = 8 * 1024 * 1024,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.keepalive_seconds = keepalive_seconds
         self.max_response_bytes = max_response_bytes
         self._idle: dict[Origin, list[_Connection]] = {}
         self._slots: dict[Origin, asyncio.Semaphore] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls  # None: the system's trusted CAs, made on first https use
 
     async def post(self, target: Target, extra_head: bytes, body: bytes) -> Response:
         """Send `target.head + extra_head` with `body`; extra_head is whole header lines."""
