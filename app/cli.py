@@ -102,7 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
             url,
         )
     try:
-        app = create_app(settings)  # checks the config before anything listens
+        app = create_app(settings, tune_gc=True)  # checks the config before anything listens
     except ConfigError as exc:
         print(f"custom-llm-proxy: bad config: {exc}", file=sys.stderr)
         return 2

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.ids import IdGenerator
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
@@ -20,12 +21,13 @@ class RequestIdMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._ids = IdGenerator()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_id(scope) or self._ids.next_hex()
         scope["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("ascii"))
 

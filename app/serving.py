@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,7 +35,7 @@ from app.upstream import UpstreamRequest
 log = logging.getLogger("app.serving")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
 class Generation:
     """One request's work: the prompts to send (one per choice) and how to finish the outputs."""
 
@@ -97,7 +96,7 @@ async def serve_generation(
 ) -> Response:
     """The HTTP answer for a generation, as JSON or as SSE."""
     head = AnswerHead(
-        id=f"{id_prefix}-{uuid.uuid4().hex[:24]}",
+        id=f"{id_prefix}-{state.ids.next_hex()}",
         created=int(time.time()),
         model=model,
         fingerprint=state.fingerprint,

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from app.auth import KeyChecker
 from app.config import ProxyConfig
+from app.ids import IdGenerator
 from app.routing import Router
 from app.upstream import UpstreamClient
 
@@ -20,6 +21,7 @@ class ProxyState:
     upstream: UpstreamClient
     keys: KeyChecker
     fingerprint: str
+    ids: IdGenerator
 
 
 def proxy_state(request: Request) -> ProxyState:

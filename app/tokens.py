@@ -17,7 +17,7 @@ TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
 
 def estimate_tokens(text: str) -> int:
     """Count tokens in the estimate unit (words and punctuation marks)."""
-    return sum(1 for _ in TOKEN_PATTERN.finditer(text))
+    return len(TOKEN_PATTERN.findall(text))
 
 
 class TokenCounter(Protocol):

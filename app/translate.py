@@ -31,7 +31,7 @@ FinishReason = Literal["stop", "length"]
 _UNSUPPORTED_CHAT = ("tools", "tool_choice", "functions", "function_call", "audio")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
 class Choice:
     """One finished completion."""
 
@@ -213,7 +213,7 @@ def usage(prompt_tokens: int, choices: Iterable[Choice]) -> dict[str, int]:
     }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
 class AnswerHead:
     """What the answer, and every chunk, of one completion shares."""
 

