@@ -29,6 +29,7 @@ from app.streaming import (
     error_stream,
     sse_body,
 )
+from app.tokens import LARGE_TEXT
 from app.translate import AnswerHead, Choice, finish_choice, usage
 from app.upstream import UpstreamRequest
 
@@ -37,22 +38,32 @@ log = logging.getLogger("app.serving")
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
 class Generation:
-    """One request's work: the prompts to send (one per choice) and how to finish the outputs."""
+    """One request's work: the prompts to send (one per choice) and how to finish the outputs.
+
+    `counted_prompts` are the distinct prompts whose tokens make `usage.prompt_tokens` (a chat
+    prompt counts once however large `n` is).
+    """
 
     route: ModelRoute
     prompts: list[str]
+    counted_prompts: list[str]
     sampling: Sampling
     stops: tuple[str, ...]
-    prompt_tokens: int
     chat: bool
     echo: bool = False
+
+
+@dataclass(slots=True)
+class Finished:
+    choices: list[Choice]
+    usage: dict[str, int]
 
 
 BuildAnswer = Callable[[AnswerHead, Sequence[Choice], dict[str, int]], dict[str, Any]]
 BuildChunks = Callable[[AnswerHead, Sequence[Choice], dict[str, int] | None], list[dict[str, Any]]]
 
 
-async def generate(state: ProxyState, job: Generation, request_id: str) -> list[Choice]:
+async def generate(state: ProxyState, job: Generation, request_id: str) -> Finished:
     """Ask the upstream for every prompt in one request and finish each output."""
     route = job.route
     response = await state.upstream.send(
@@ -64,6 +75,20 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> list[
         )
     )
     outputs = parse_custom_response(response.status, response.body, len(job.prompts))
+    if route.counter.exact and _any_large(job.counted_prompts, outputs):
+        # A real tokenizer takes seconds on megabytes; it releases the GIL, so a thread keeps
+        # the event loop serving everyone else meanwhile.
+        return await asyncio.to_thread(finish, job, outputs)
+    return finish(job, outputs)
+
+
+def _any_large(*texts: list[str]) -> bool:
+    return any(len(text) > LARGE_TEXT for group in texts for text in group)
+
+
+def finish(job: Generation, outputs: list[str]) -> Finished:
+    """The upstream's outputs as choices (echo stripped, stop applied, tokens counted)."""
+    route = job.route
     choices = [
         finish_choice(
             index,
@@ -79,7 +104,8 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> list[
     ]
     if job.echo:
         choices = [replace(c, text=p + c.text) for c, p in zip(choices, job.prompts, strict=True)]
-    return choices
+    prompt_tokens = sum(route.counter.count(prompt) for prompt in job.counted_prompts)
+    return Finished(choices, usage(prompt_tokens, choices))
 
 
 async def serve_generation(
@@ -102,14 +128,12 @@ async def serve_generation(
         fingerprint=state.fingerprint,
     )
     if not stream:
-        choices = await generate(state, job, request_id)
-        return json_response(build_answer(head, choices, usage(job.prompt_tokens, choices)))
+        finished = await generate(state, job, request_id)
+        return json_response(build_answer(head, finished.choices, finished.usage))
 
-    def render_stream(choices: list[Choice]) -> bytes:
+    def render_stream(finished: Finished) -> bytes:
         return sse_body(
-            build_chunks(
-                head, choices, usage(job.prompt_tokens, choices) if include_usage else None
-            )
+            build_chunks(head, finished.choices, finished.usage if include_usage else None)
         )
 
     task = asyncio.ensure_future(generate(state, job, request_id))
@@ -127,9 +151,9 @@ async def serve_generation(
 
 
 async def _keepalive_stream(
-    task: asyncio.Future[list[Choice]],
+    task: asyncio.Future[Finished],
     interval: float,
-    render: Callable[[list[Choice]], bytes],
+    render: Callable[[Finished], bytes],
     request_id: str,
 ) -> AsyncIterator[bytes]:
     """Keep-alive comments until the upstream answers, then the events (or an in-band error)."""

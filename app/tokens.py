@@ -4,6 +4,10 @@ The estimate counts one token per run of word characters and one per punctuation
 (`"Hello, world!"` → 4). English text averages about 1.3 real tokens per word, so the estimate
 is low by roughly a quarter on prose; it is stable, cheap and needs no files. The mock upstream
 counts `max_tokens` in the same unit, so `finish_reason` agrees with it in the demo and tests.
+
+Counting costs about 0.1 µs per character, so a text over 16 KiB is estimated from eight
+evenly spaced 2 KiB samples: a 4 MiB prompt costs 2 ms instead of half a second of a stalled
+event loop.
 """
 
 from __future__ import annotations
@@ -15,9 +19,21 @@ from typing import Protocol
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
 
 
+SAMPLE_CHARS = 2048
+SAMPLES = 8
+LARGE_TEXT = SAMPLE_CHARS * SAMPLES
+
+
 def estimate_tokens(text: str) -> int:
-    """Count tokens in the estimate unit (words and punctuation marks)."""
-    return len(TOKEN_PATTERN.findall(text))
+    """Count tokens in the estimate unit (words and punctuation marks); sampled over 16 KiB."""
+    if len(text) <= LARGE_TEXT:
+        return len(TOKEN_PATTERN.findall(text))
+    step = len(text) // SAMPLES
+    counted = sum(
+        len(TOKEN_PATTERN.findall(text, start, start + SAMPLE_CHARS))
+        for start in range(0, step * SAMPLES, step)
+    )
+    return round(counted * len(text) / LARGE_TEXT)
 
 
 class TokenCounter(Protocol):
@@ -50,6 +66,10 @@ class HuggingFaceCounter:
     def count(self, text: str) -> int:
         if not text:
             return 0
+        if len(text) > LARGE_TEXT:
+            # encode_batch releases the GIL while it works (encode does not), so a large text
+            # counted in a worker thread leaves the event loop free.
+            return len(self._tokenizer.encode_batch([text], add_special_tokens=False)[0].ids)
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
 

@@ -41,7 +41,7 @@ async def create_chat_completion(request: Request) -> Response:
         prompts=[prompt] * (chat.n or 1),
         sampling=sampling,
         stops=stop_sequences(chat.stop),
-        prompt_tokens=route.counter.count(prompt),
+        counted_prompts=[prompt],
         chat=True,
     )
     return await serve_generation(

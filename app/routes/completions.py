@@ -32,7 +32,7 @@ async def create_completion(request: Request) -> Response:
         prompts=[prompt for prompt in prompts for _ in range(n)],
         sampling=resolve_sampling(legacy, route.config.defaults, legacy.max_tokens),
         stops=stop_sequences(legacy.stop),
-        prompt_tokens=sum(route.counter.count(prompt) for prompt in prompts),
+        counted_prompts=prompts,
         chat=False,
         echo=bool(legacy.echo),
     )

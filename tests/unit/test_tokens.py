@@ -120,3 +120,14 @@ def test_corrupt_tokenizer_file_is_a_config_error(tmp_path: Path) -> None:
         build_router(config, source="cfg.yaml", api_base=None)
 
     assert str(caught.value).startswith(f"cfg.yaml: models[0] (m).tokenizer: cannot load {bad}")
+
+
+def test_large_texts_are_estimated_from_samples_close_to_the_full_count() -> None:
+    from app.tokens import LARGE_TEXT, TOKEN_PATTERN
+
+    text = "The capital of France is Paris, and it is lovely. " * 20_000
+    assert len(text) > LARGE_TEXT
+    exact = len(TOKEN_PATTERN.findall(text))
+    assert abs(estimate_tokens(text) - exact) / exact < 0.01
+    small = text[:LARGE_TEXT]
+    assert estimate_tokens(small) == len(TOKEN_PATTERN.findall(small))
