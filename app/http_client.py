@@ -138,10 +138,15 @@ class _Connection(asyncio.Protocol):
         exchange.answered = True
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            # httptools wraps what our callbacks raise; unwrap the client's own errors.
+            cause = exc.__context__
+            if isinstance(cause, HTTPClientError):
+                self._fail(cause)
+            else:
+                self._fail(ConnectionBroken(f"invalid HTTP answer: {exc}", answered=True))
         except httptools.HttpParserError as exc:
             self._fail(ConnectionBroken(f"invalid HTTP answer: {exc}", answered=True))
-        except ResponseTooLarge as exc:
-            self._fail(exc)
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost finishes the exchange
@@ -164,6 +169,12 @@ class _Connection(asyncio.Protocol):
         )
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        exchange = self._exchange
+        if exchange is not None and exchange.waiter.done():
+            # A second answer to one request: the stream cannot be trusted any more.
+            raise ConnectionBroken("the upstream sent more than one answer", answered=True)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self._exchange is not None
         self._exchange.headers.append((name, value))
@@ -221,12 +232,15 @@ class _Connection(asyncio.Protocol):
     def _finish(self, exchange: _Exchange) -> None:
         body = b"".join(exchange.chunks)
         try:
-            body = _decode(exchange.headers, body)
+            body = _decode(exchange.headers, body, exchange.limit)
+        except ResponseTooLarge as exc:
+            self._fail(exc)
+            return
         except (zlib.error, ValueError) as exc:
             self._fail(ConnectionBroken(f"cannot decode the answer: {exc}", answered=True))
             return
         if not exchange.waiter.done():
-            exchange.waiter.set_result(Response(exchange.status, exchange.headers, body))
+            exchange.waiter.set_result(Response(exchange.status, list(exchange.headers), body))
 
     def _fail(self, error: HTTPClientError) -> None:
         exchange = self._exchange
@@ -235,17 +249,28 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
-def _decode(headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+def _decode(headers: list[tuple[bytes, bytes]], body: bytes, limit: int) -> bytes:
     for name, value in headers:
         if name.lower() == b"content-encoding":
             encoding = value.strip().lower()
             if encoding == b"gzip":
-                return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+                return _inflate(body, 16 + zlib.MAX_WBITS, limit)
             if encoding == b"deflate":
-                return zlib.decompress(body)
+                return _inflate(body, zlib.MAX_WBITS, limit)
             if encoding not in (b"", b"identity"):
                 raise ValueError(f"unsupported content-encoding {encoding.decode('latin-1')}")
     return body
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    """Decompress, holding the result to `limit` bytes (a small bomb must not pass the limit)."""
+    inflater = zlib.decompressobj(wbits)
+    data = inflater.decompress(body, limit + 1)
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise ResponseTooLarge(f"the decoded answer is larger than {limit} bytes")
+    if not inflater.eof:
+        raise ValueError("truncated compressed body")
+    return data
 
 
 class HTTPPool:
@@ -271,6 +296,7 @@ class HTTPPool:
         self._idle: dict[Origin, list[_Connection]] = {}
         self._slots: dict[Origin, asyncio.Semaphore] = {}
         self._tls = tls  # None: the system's trusted CAs, made on first https use
+        self._closed = False
 
     async def post(self, target: Target, extra_head: bytes, body: bytes) -> Response:
         """Send `target.head + extra_head` with `body`; extra_head is whole header lines."""
@@ -295,7 +321,7 @@ class HTTPPool:
         except BaseException:
             connection.close()  # an interrupted exchange leaves the stream in an unknown state
             raise
-        if connection.keep_alive and not connection.closed:
+        if connection.keep_alive and not connection.closed and not self._closed:
             connection.idle_since = time.monotonic()
             self._idle.setdefault(connection.origin, []).append(connection)
         else:
@@ -338,6 +364,7 @@ class HTTPPool:
 
     async def aclose(self) -> None:
         """Close every idle connection (busy ones close when their exchange ends)."""
+        self._closed = True
         for connections in self._idle.values():
             for connection in connections:
                 connection.close()
