@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(BIN)/custom-llm-proxy serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 
 test: lint
@@ -30,3 +30,15 @@ test: lint
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The benchmark (bench/README.md; needs `apt-get install nginx wrk`): `make bench` runs the full
+# matrix (about 3 minutes), `make bench-smoke` a few seconds of it. Options: BENCH_ARGS='--workers 2'.
+BENCH_ARGS ?=
+
+.PHONY: bench bench-smoke
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/run.py --smoke $(BENCH_ARGS)

@@ -1,0 +1,223 @@
+"""One benchmark row: wrk drives load for a while, /proc tells where the CPU went.
+
+wrk runs with one thread, closed loop (each connection sends its next request when the previous
+answer has arrived), pinned to the load CPU, with bench/chat.lua building the request and checking
+the answers. Around it the harness reads, from /proc: the CPU time of the measured process tree
+(the proxy), the busy share of each CPU, and "noise": CPU time spent during the row by processes
+this harness did not start (another job on a shared machine), so such rows can be flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import procs
+
+BENCH_DIR = Path(__file__).resolve().parent
+WRK_TIMEOUT = "30s"  # a request slower than this counts as a socket error (timeout)
+NOISY_PCT = 10.0  # foreign CPU (% of one core) above which a row is marked noisy
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What wrk sends, where to, and what every answer must look like."""
+
+    target: str  # "direct", "proxy" or "compare"
+    upstream: str  # "nginx" or "slow"
+    conc: int
+    url: str
+    model: str = "llama"
+    stream: bool = False
+    check: bool = True
+
+    @property
+    def name(self) -> str:
+        stream = " stream" if self.stream else ""
+        return f"{self.target} → {self.upstream}{stream}"
+
+    def lua_env(self) -> dict[str, str]:
+        env = {"BENCH_MODEL": self.model, "BENCH_CHECK": "1" if self.check else "0"}
+        if self.stream:
+            # SSE: the text may be split over chunks; the answer must end cleanly, without an
+            # in-band error event.
+            env.update(BENCH_STREAM="1", BENCH_SUFFIX="data: [DONE]", BENCH_FORBID='"error"')
+        else:
+            env.update(BENCH_EXPECT="ARIS")  # "PARIS." with or without the echoed prompt
+        return env
+
+
+@dataclass
+class Row:
+    """The measured figures of one scenario."""
+
+    scenario: str
+    target: str
+    upstream: str
+    conc: int
+    stream: bool
+    duration_s: float
+    requests: int
+    rps: float  # 2xx answers with a good body, per second
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    non2xx: int
+    socket_errors: int
+    bad_bodies: int
+    checked: bool
+    errors: int
+    cpu_busy_pct: dict[str, float]
+    noise_pct: float
+    proxy_cpu_ms_per_request: float | None = None
+    proxy_cpu_pct: float | None = None
+    first_bad: str | None = None
+    extra: dict[str, float] = field(default_factory=dict)  # attempts, ratios to other rows
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which CPUs the load (wrk, upstreams, this harness) and the proxy run on."""
+
+    load_cpus: tuple[int, ...]
+    proxy_cpus: tuple[int, ...]
+
+    @property
+    def all_cpus(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.load_cpus) | set(self.proxy_cpus)))
+
+    @property
+    def shared(self) -> bool:
+        return bool(set(self.load_cpus) & set(self.proxy_cpus))
+
+
+@dataclass
+class _Snapshot:
+    cpus: dict[int, tuple[float, float, float]]
+    ours: float  # CPU seconds of everything this harness started or is
+    measured: float  # CPU seconds of the measured tree
+
+    @classmethod
+    def take(cls, layout: Layout, pgids: list[int], measured: list[int]) -> _Snapshot:
+        me = os.times()
+        ours = procs.group_cpu_seconds(pgids) + me.user + me.system
+        ours += me.children_user + me.children_system  # wrk runs that have ended
+        return cls(procs.cpu_times(layout.all_cpus), ours, procs.cpu_seconds(measured))
+
+
+def foreign_cpu_pct(before: _Snapshot, after: _Snapshot, seconds: float) -> float:
+    """CPU (% of one core) used between two snapshots by processes the harness did not start."""
+    used = sum(after.cpus[cpu][2] - before.cpus[cpu][2] for cpu in after.cpus)
+    return max(0.0, (used - (after.ours - before.ours)) * 100 / seconds)
+
+
+def busy_pct(before: _Snapshot, after: _Snapshot) -> dict[str, float]:
+    busy = {}
+    for cpu, (total, idle, _) in after.cpus.items():
+        spent = total - before.cpus[cpu][0]
+        idle_spent = idle - before.cpus[cpu][1]
+        busy[str(cpu)] = round(100 * (spent - idle_spent) / spent, 1) if spent > 0 else 0.0
+    return busy
+
+
+def run_row(
+    scenario: Scenario,
+    *,
+    duration_s: float,
+    layout: Layout,
+    pgids: list[int],
+    measured_root: int | None,
+    raw_path: Path,
+) -> Row:
+    """Run wrk for one scenario and account for the CPU it took."""
+    measured = procs.tree_pids(measured_root) if measured_root else []
+    before = _Snapshot.take(layout, pgids, measured)
+    result, first_bad = _wrk(scenario, duration_s, layout, raw_path)
+    after = _Snapshot.take(layout, pgids, measured)
+    seconds = result["duration_s"] or duration_s
+    requests = int(result["requests"])
+    good = requests - int(result["non2xx"]) - int(result["bad_bodies"])
+    row = Row(
+        scenario=scenario.name,
+        target=scenario.target,
+        upstream=scenario.upstream,
+        conc=scenario.conc,
+        stream=scenario.stream,
+        duration_s=seconds,
+        requests=requests,
+        rps=round(good / seconds, 1),
+        p50_ms=result["p50_ms"],
+        p90_ms=result["p90_ms"],
+        p99_ms=result["p99_ms"],
+        max_ms=result["max_ms"],
+        non2xx=int(result["non2xx"]),
+        socket_errors=int(result["socket_errors"]),
+        bad_bodies=int(result["bad_bodies"]),
+        checked=bool(result["checked"]),
+        errors=requests - good + int(result["socket_errors"]),
+        cpu_busy_pct=busy_pct(before, after),
+        noise_pct=round(foreign_cpu_pct(before, after, seconds), 1),
+        first_bad=first_bad,
+    )
+    if measured:
+        spent = after.measured - before.measured
+        row.proxy_cpu_pct = round(100 * spent / seconds, 1)
+        if requests:
+            row.proxy_cpu_ms_per_request = round(1000 * spent / requests, 4)
+    return row
+
+
+def _wrk(
+    scenario: Scenario, duration_s: float, layout: Layout, raw_path: Path
+) -> tuple[dict[str, float], str | None]:
+    argv = [
+        *("taskset", "-c", procs.cpu_list(layout.load_cpus)),
+        *("wrk", "-t1", f"-c{scenario.conc}", f"-d{duration_s:g}s", "--latency"),
+        *("--timeout", WRK_TIMEOUT, "-s", str(BENCH_DIR / "chat.lua"), scenario.url),
+    ]
+    completed = subprocess.run(
+        argv,
+        env={**os.environ, **scenario.lua_env()},
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 60,
+        check=False,
+    )
+    raw_path.write_text(f"$ {' '.join(argv)}\n{completed.stdout}{completed.stderr}")
+    result = first_bad = None
+    for line in completed.stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            result = json.loads(line.removeprefix("BENCH_RESULT "))
+        elif line.startswith("BENCH_FIRST_BAD "):
+            first_bad = line.removeprefix("BENCH_FIRST_BAD ")
+    if completed.returncode != 0 or result is None:
+        raise procs.SetupError(
+            f"wrk failed for {scenario.name} c={scenario.conc} (exit {completed.returncode}); "
+            f"see {raw_path}:\n{completed.stderr[-2000:]}"
+        )
+    return result, first_bad
+
+
+def wait_quiet(layout: Layout, pgids: list[int], max_wait_s: float) -> float:
+    """Wait (in 1 s windows, up to `max_wait_s`) until foreign CPU is below NOISY_PCT; return it."""
+    if max_wait_s <= 0:
+        return 0.0
+    waited = 0.0
+    while True:
+        before = _Snapshot.take(layout, pgids, [])
+        started = time.monotonic()
+        time.sleep(1.0)  # a measurement window, not a wait for readiness
+        window = time.monotonic() - started
+        after = _Snapshot.take(layout, pgids, [])
+        foreign = foreign_cpu_pct(before, after, window)
+        waited += window
+        if foreign < NOISY_PCT or waited >= max_wait_s:
+            return foreign

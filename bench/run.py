@@ -1,0 +1,425 @@
+"""Benchmark of custom-llm-proxy against the upstream it sits in front of, measured in one run.
+
+    .venv/bin/python bench/run.py                 # the full matrix, 15 s per row (about 3 minutes)
+    .venv/bin/python bench/run.py --smoke         # a few seconds; exit 1 if any answer was wrong
+    .venv/bin/python bench/run.py --compare-cmd 'CMD' --compare-url http://127.0.0.1:PORT
+
+What one run does (see bench/README.md):
+1. starts nginx (a fixed custom-format answer from memory, the zero-cost upstream) and
+   bench/slow_upstream.py (the same answer after --slow-ms), both pinned with wrk to the load CPU;
+2. measures wrk straight to them: the baseline every proxy row is compared with;
+3. starts `custom-llm-proxy serve --config bench/proxy_config.yaml` (API keys on) alone on the
+   proxy CPU, records its start time and RSS, and measures the proxy rows;
+4. with --compare-cmd, stops it and does the same for the other proxy on the same CPU;
+5. prints the table and writes table.txt, results.json, the logs and raw wrk output to --out.
+Every process it starts has its own process group and is stopped on exit, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import http.client
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import procs
+import report
+from load import BENCH_DIR, NOISY_PCT, Layout, Row, Scenario, run_row, wait_quiet
+from procs import Server, Servers, SetupError
+from slow_upstream import ANSWER
+
+PROJECT_DIR = BENCH_DIR.parent
+API_KEY = "sk-bench-1234"
+WARMUP_S = 2.0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description="Benchmark custom-llm-proxy next to its direct-to-upstream baseline.",
+    )
+    add = parser.add_argument
+    add("--smoke", action="store_true", help="2 s rows at c=16,64 + stream + slow at c=64")
+    add("--duration", type=float, help="seconds per row [15; smoke 2]")
+    add("--conc", help="concurrencies of the nginx rows, comma-separated [1,16,64; smoke 16,64]")
+    add("--slow-conc", type=int, help="concurrency of the slow-upstream rows [256; smoke 64]")
+    add("--slow-ms", type=float, default=50.0, help="latency of the slow upstream [50]")
+    add("--stream-conc", type=int, default=16, help="concurrency of the stream row [16]")
+    add("--workers", type=int, default=1, help="proxy worker processes [1]")
+    add("--compare-cmd", help="command that starts another proxy to measure in the same run")
+    add("--compare-url", help="its base URL, e.g. http://127.0.0.1:14000")
+    add("--compare-label", default="compare", help="its name in the table [compare]")
+    add("--nginx-port", type=int, default=0, help="[0: a free port]")
+    add("--slow-port", type=int, default=0, help="[0: a free port]")
+    add("--proxy-port", type=int, default=0, help="[0: a free port]")
+    add("--ready-timeout", type=float, default=120.0, help="seconds to wait for a proxy [120]")
+    add(
+        "--quiet-wait",
+        type=float,
+        help="before a row, wait up to S s for other CPU use < 10 %% [30; smoke 0]",
+    )
+    add("--retries", type=int, help="measure a noisy row again up to N times [1; smoke 0]")
+    add("--out", type=Path, help="results folder [/tmp/custom-llm-proxy-bench/<UTC time>]")
+    args = parser.parse_args(argv)
+    if bool(args.compare_cmd) != bool(args.compare_url):
+        parser.error("--compare-cmd and --compare-url go together")
+    for url in filter(None, [args.compare_url]):
+        if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
+            parser.error(f"the compared proxy must listen on loopback: {url}")
+    args.duration = args.duration or (2.0 if args.smoke else 15.0)
+    args.conc = [int(c) for c in (args.conc or ("16,64" if args.smoke else "1,16,64")).split(",")]
+    args.slow_conc = args.slow_conc or (64 if args.smoke else 256)
+    args.quiet_wait = (0.0 if args.smoke else 30.0) if args.quiet_wait is None else args.quiet_wait
+    args.retries = (0 if args.smoke else 1) if args.retries is None else args.retries
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    taken = {args.nginx_port, args.slow_port, args.proxy_port} - {0}
+    for option in ("nginx_port", "slow_port", "proxy_port"):
+        if getattr(args, option) == 0:
+            port = procs.free_port(avoid=taken)
+            setattr(args, option, port)
+            taken.add(port)
+    args.out = (args.out or Path("/tmp/custom-llm-proxy-bench") / stamp).resolve()
+    return args
+
+
+def choose_layout(workers: int) -> tuple[Layout, str]:
+    """Load on the first allowed CPU, the proxy on the next `workers` ones if there are enough."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) >= 1 + workers:
+        layout = Layout((allowed[0],), tuple(allowed[1 : 1 + workers]))
+        return layout, "the proxy has its CPUs to itself"
+    layout = Layout((allowed[0],), tuple(allowed))
+    return layout, (
+        f"SHARED: {workers} worker(s) need more CPUs than the {len(allowed)} here, so the proxy "
+        "runs on all of them, next to wrk and the upstreams; its rps is lower than on cores "
+        "of its own"
+    )
+
+
+class Bench:
+    """One run of the matrix; `run()` returns the exit status."""
+
+    def __init__(self, args: argparse.Namespace, servers: Servers) -> None:
+        self.args = args
+        self.servers = servers
+        self.layout, self.layout_note = choose_layout(args.workers)
+        self.rows: list[Row] = []
+        self.proxies: list[report.ProxyRun] = []
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
+        # Where the proxies find the upstreams (bench/proxy_config.yaml, bench/litellm_config.yaml).
+        self.env.update(
+            BENCH_NGINX_PORT=str(args.nginx_port),
+            BENCH_SLOW_PORT=str(args.slow_port),
+            BENCH_NGINX_URL=f"http://127.0.0.1:{args.nginx_port}/",
+            BENCH_SLOW_URL=f"http://127.0.0.1:{args.slow_port}/",
+        )
+
+    # ------------------------------------------------------------ upstreams and baseline
+
+    def start_upstreams(self) -> None:
+        prefix = self.args.out / "nginx"
+        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        template = (BENCH_DIR / "nginx.conf.template").read_text()
+        conf = template.replace("@PORT@", str(self.args.nginx_port))
+        (prefix / "nginx.conf").write_text(conf.replace("@ANSWER@", ANSWER.decode()))
+        nginx = self.servers.start(
+            "nginx",
+            ["nginx", "-e", "stderr", "-p", f"{prefix}/", "-c", "nginx.conf", "-g", "daemon off;"],
+            self.layout.load_cpus,
+            self.env,
+        )
+        slow = self.servers.start(
+            "slow_upstream",
+            [sys.executable, str(BENCH_DIR / "slow_upstream.py"), f"--port={self.args.slow_port}"]
+            + [f"--delay-ms={self.args.slow_ms:g}"],
+            self.layout.load_cpus,
+            self.env,
+        )
+        for server, port in ((nginx, self.args.nginx_port), (slow, self.args.slow_port)):
+            url = f"http://127.0.0.1:{port}/"
+            procs.wait_until(
+                functools.partial(_answers, url, b"{}", {}, ANSWER),
+                deadline_s=30,
+                what=f"waiting for {server.name} to answer at {url}",
+                server=server,
+            )
+
+    def measure_direct(self) -> None:
+        duration = 1.0 if self.args.smoke else self.args.duration
+        nginx = f"http://127.0.0.1:{self.args.nginx_port}/"
+        slow = f"http://127.0.0.1:{self.args.slow_port}/"
+        # Unchecked in the full run: looking at every body costs wrk CPU and would lower the limit.
+        check = self.args.smoke
+        for conc in self.args.conc:
+            self.measure(Scenario("direct", "nginx", conc, nginx, check=check), duration)
+        stream_conc = self.args.stream_conc
+        if stream_conc not in self.args.conc:
+            self.measure(Scenario("direct", "nginx", stream_conc, nginx, check=check), duration)
+        self.measure(Scenario("direct", "slow", self.args.slow_conc, slow, check=check), duration)
+
+    # ------------------------------------------------------------ proxies
+
+    def measure_proxy(self, target: str, proxy: report.ProxyRun, argv: list[str]) -> None:
+        """Start a proxy on the proxy CPUs, take its figures and rows, stop it."""
+        port = int(proxy.url.rsplit(":", 1)[1])
+        if not procs.port_is_free(port):
+            raise SetupError(f"port {port} is in use; stop that process or pick another port")
+        self.proxies.append(proxy)
+        server = self.servers.start(target, argv, self.layout.proxy_cpus, self.env)
+        chat = proxy.url + "/v1/chat/completions"
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        procs.wait_until(
+            lambda: _answers(chat, _chat_body("llama"), auth, b"ARIS"),
+            deadline_s=self.args.ready_timeout,
+            what=f"waiting for {proxy.label}'s first 200 at {chat}",
+            server=server,
+        )
+        proxy.startup_s = round(time.monotonic() - server.started, 3)
+        procs.wait_until(
+            lambda: _answers(chat, _chat_body("llama-slow"), auth, b"ARIS"),
+            deadline_s=30,
+            what=f"waiting for {proxy.label} to serve llama-slow",
+            server=server,
+        )
+        if target == "proxy" and self.args.workers > 1:
+            self.wait_workers(server)
+        proxy.rss_idle_bytes = procs.memory_bytes(procs.tree_pids(server.pid))
+        print(f"{proxy.label} ready after {proxy.startup_s:.2f} s", flush=True)
+        self.proxy_rows(target, proxy, server)
+        pids = procs.tree_pids(server.pid)
+        proxy.rss_after_bytes = procs.memory_bytes(pids)
+        proxy.rss_peak_bytes = procs.memory_bytes(pids, "VmHWM")
+        self.servers.stop(server)
+
+    def wait_workers(self, server: Server) -> None:
+        def all_started() -> bool | None:
+            started = server.log_path.read_text(errors="replace").count("Application startup comp")
+            return True if started >= self.args.workers else None
+
+        procs.wait_until(all_started, deadline_s=60, what="waiting for every worker", server=server)
+
+    def proxy_rows(self, target: str, proxy: report.ProxyRun, server: Server) -> None:
+        chat = proxy.url + "/v1/chat/completions"
+        if not self.args.smoke:  # warm-up: first connections, lazy imports, caches
+            for model in ("llama", "llama-slow"):
+                self.measure_once(Scenario(target, "warmup", 16, chat, model), WARMUP_S, server)
+        for conc in self.args.conc:
+            self.measure(Scenario(target, "nginx", conc, chat), self.args.duration, server)
+        slow = Scenario(target, "slow", self.args.slow_conc, chat, "llama-slow")
+        self.measure(slow, self.args.duration, server)
+        stream = Scenario(target, "nginx", self.args.stream_conc, chat, stream=True)
+        self.measure(stream, self.args.duration, server)
+
+    # ------------------------------------------------------------ rows
+
+    def measure(self, scenario: Scenario, duration: float, server: Server | None = None) -> None:
+        """Measure a row for the table; a noisy one again (--retries), keeping the quietest."""
+        row = None
+        for attempt in range(1 + self.args.retries):
+            wait_quiet(self.layout, self.servers.pgids(), self.args.quiet_wait)
+            again = self.measure_once(scenario, duration, server, f"-try{attempt + 1}")
+            if row is None or again.noise_pct < row.noise_pct:
+                row = again
+            row.extra["attempts"] = attempt + 1
+            if row.noise_pct < NOISY_PCT:
+                break
+            print(f"  {scenario.name} c={scenario.conc}: {again.noise_pct:.0f} % foreign CPU")
+        assert row is not None
+        self.rows.append(row)
+        cpu_ms = row.proxy_cpu_ms_per_request
+        cpu = "" if cpu_ms is None else f", {cpu_ms} ms CPU/req"
+        print(
+            f"  {row.scenario:<24} c={row.conc:<4} {row.rps:>10,.1f} rps  p50 {row.p50_ms:.2f} ms"
+            f"  p99 {row.p99_ms:.2f} ms  errors {row.errors}{cpu}",
+            flush=True,
+        )
+
+    def measure_once(
+        self, scenario: Scenario, duration: float, server: Server | None, tag: str = ""
+    ) -> Row:
+        """One wrk run; its raw output goes to OUT/wrk/<target>-<upstream>-c<conc>[-stream]<tag>."""
+        stream = "-stream" if scenario.stream else ""
+        name = f"{scenario.target}-{scenario.upstream}-c{scenario.conc}{stream}{tag}.txt"
+        raw = self.args.out / "wrk" / name
+        row = run_row(
+            scenario,
+            duration_s=duration,
+            layout=self.layout,
+            pgids=self.servers.pgids(),
+            measured_root=server.pid if server else None,
+            raw_path=raw,
+        )
+        if server is not None and not server.alive():
+            raise SetupError(f"{server.name} died during {scenario.name}:\n{server.log_tail()}")
+        return row
+
+    # ------------------------------------------------------------ the whole run
+
+    def run(self) -> int:
+        args = self.args
+        (args.out / "wrk").mkdir(parents=True, exist_ok=True)
+        os.sched_setaffinity(0, self.layout.load_cpus)  # the harness stays off the proxy's CPUs
+        print(f"results -> {args.out}\nlayout: {self.describe_layout()}", flush=True)
+        self.start_upstreams()
+        self.measure_direct()
+        proxy_argv = [*_proxy_command(), "serve", "--config", str(BENCH_DIR / "proxy_config.yaml")]
+        proxy_argv += ["--port", str(args.proxy_port), "--workers", str(args.workers)]
+        cpus = procs.cpu_list(self.layout.proxy_cpus)
+        ours = report.ProxyRun(
+            "custom-llm-proxy", " ".join(proxy_argv), f"http://127.0.0.1:{args.proxy_port}", cpus
+        )
+        self.measure_proxy("proxy", ours, proxy_argv)
+        compare_failed = False
+        if args.compare_cmd:
+            other = report.ProxyRun(args.compare_label, args.compare_cmd, args.compare_url, cpus)
+            try:
+                self.measure_proxy("compare", other, ["bash", "-c", f"exec {args.compare_cmd}"])
+            except SetupError as exc:  # still report our figures; exit 2 at the end
+                print(f"bench: the compared proxy failed: {exc}", file=sys.stderr)
+                other.failure = f"{exc} (log: {self.args.out / 'logs' / 'compare.log'})"
+                compare_failed = True
+        self.servers.stop_all()
+        report.add_ratios(self.rows, args.slow_ms)
+        table = report.render_table(self.header(), self.rows, self.proxies)
+        print("\n" + table, end="")
+        path = report.write_results(args.out, self.meta(), self.rows, self.proxies, table)
+        print(f"written: {path} and table.txt")
+        found = report.problems(self.rows)
+        for problem in found:
+            print(f"PROBLEM: {problem}", file=sys.stderr)
+        return 1 if found else 2 if compare_failed else 0
+
+    def describe_layout(self) -> str:
+        load = procs.cpu_list(self.layout.load_cpus)
+        proxy = procs.cpu_list(self.layout.proxy_cpus)
+        return (
+            f"wrk, nginx, slow upstream and this harness on CPU {load}; proxy "
+            f"({self.args.workers} worker{'s' if self.args.workers > 1 else ''}) on CPU {proxy}"
+            f" — {self.layout_note}"
+        )
+
+    def header(self) -> list[str]:
+        a = self.args
+        return [
+            f"# custom-llm-proxy benchmark  {_now()}  {_machine()}",
+            f"# {self.describe_layout()}",
+            f"# {a.duration:g} s per row{' (smoke)' if a.smoke else ''}; slow upstream "
+            f"{a.slow_ms:g} ms; API key on; wrk -t1 closed loop; {_versions()}",
+        ]
+
+    def meta(self) -> dict[str, Any]:
+        a = self.args
+        return {
+            "created": _now(),
+            "machine": _machine(),
+            "versions": _versions(),
+            "layout": {
+                "load_cpus": list(self.layout.load_cpus),
+                "proxy_cpus": list(self.layout.proxy_cpus),
+                "shared": self.layout.shared,
+                "note": self.layout_note,
+            },
+            "settings": {
+                "smoke": a.smoke,
+                "duration_s": a.duration,
+                "conc": a.conc,
+                "slow_conc": a.slow_conc,
+                "slow_ms": a.slow_ms,
+                "stream_conc": a.stream_conc,
+                "workers": a.workers,
+            },
+        }
+
+
+def _chat_body(model: str) -> bytes:
+    return (
+        b'{"model": "' + model.encode() + b'", "messages": [{"role": "user", '
+        b'"content": "The capital of France is P"}], "max_tokens": 32}'
+    )
+
+
+def _answers(url: str, body: bytes, headers: dict[str, str], expected: bytes) -> bool | None:
+    """True once `url` answers a POST with 200 and a body containing `expected`."""
+    try:
+        status, answer = procs.post(url, body, headers, timeout_s=5)
+    except (OSError, http.client.HTTPException):
+        return None
+    return True if status == 200 and expected in answer else None
+
+
+def _proxy_command() -> list[str]:
+    script = Path(sys.executable).parent / "custom-llm-proxy"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app"]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _machine() -> str:
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    return f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def _versions() -> str:
+    def first_line(argv: list[str]) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        return (done.stdout + done.stderr).strip().splitlines()[0]
+
+    wrk = first_line(["wrk", "-v"]).split(" [")[0]
+    nginx = first_line(["nginx", "-v"]).removeprefix("nginx version: ")
+    return f"Python {platform.python_version()}, {wrk}, {nginx}"
+
+
+def _check_tools(args: argparse.Namespace) -> None:
+    missing = [tool for tool in ("wrk", "nginx", "taskset") if shutil.which(tool) is None]
+    if missing:
+        raise SetupError(
+            f"missing: {', '.join(missing)} (Debian/Ubuntu: apt-get install nginx wrk util-linux)"
+        )
+    for port in (args.nginx_port, args.slow_port):
+        if not procs.port_is_free(port):
+            raise SetupError(f"port {port} is in use (an earlier run still going?)")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:  # noqa: ARG001
+    raise SystemExit(128 + signum)  # unwinds through the cleanup like Ctrl-C does
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        _check_tools(args)
+        with Servers(_log_dir(args.out), cwd=PROJECT_DIR) as servers:
+            return Bench(args, servers).run()
+    except SetupError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started is stopped", file=sys.stderr)
+        return 130
+
+
+def _log_dir(out: Path) -> Path:
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    return out / "logs"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
