@@ -34,6 +34,11 @@ def json_error(
 
 async def handle_proxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
+    return proxy_error_response(request, exc)
+
+
+def proxy_error_response(request: Request, exc: ProxyError) -> Response:
+    """The envelope response for a ProxyError, logged as its kind deserves."""
     if isinstance(exc, ClientClosedRequest):
         log.info("%s (request %s)", exc.message, request.scope.get("request_id"))
     elif exc.status >= 500:

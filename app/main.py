@@ -17,6 +17,7 @@ from app.handlers import install_error_handlers
 from app.ids import IdGenerator
 from app.middleware import RequestIdMiddleware
 from app.routes import chat, completions, health, models
+from app.routes.fast_dispatch import FastDispatch
 from app.routes.openapi import DocumentedPost, install_openapi
 from app.routing import Router, build_router, config_source, demo_config
 from app.schemas.openai import ChatCompletionRequest, CompletionRequest
@@ -112,13 +113,18 @@ def create_app(
         # FastAPI's built-in OpenTelemetry hooks cost a check per request; the proxy has its own.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    for index, (post, endpoint) in enumerate(_GENERATION_ROUTES):
-        # First in the list: every request is matched against the routes in order.
-        app.router.routes.insert(index, Route(post.path, endpoint, methods=["POST"]))
+    for post, endpoint in _GENERATION_ROUTES:
+        # POSTs are served by FastDispatch before the router; the route answers other methods
+        # with 405 and keeps the app's route table complete.
+        app.router.routes.append(Route(post.path, endpoint, methods=["POST"]))
     for module in (models, health):
         app.include_router(module.router)
     install_openapi(app, [post for post, _ in _GENERATION_ROUTES])
     install_error_handlers(app)
+    app.add_middleware(
+        FastDispatch,
+        endpoints={post.path: endpoint for post, endpoint in _GENERATION_ROUTES},
+    )
     app.add_middleware(RequestIdMiddleware)
     return app
 
