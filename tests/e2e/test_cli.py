@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -12,6 +14,14 @@ import pytest
 from tests.e2e.servers import Server, clean_env, free_port, start_server
 
 pytestmark = pytest.mark.e2e
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    """Poll a condition with a deadline (never a fixed sleep as the wait itself)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def test_two_workers_serve_the_demo(tmp_path: Path) -> None:
@@ -25,8 +35,7 @@ def test_two_workers_serve_the_demo(tmp_path: Path) -> None:
     )
     try:
         server.wait_ready("/health")
-        # Both worker processes start; each serves the demo model.
-        server.wait_for_log("Application startup complete")
+        wait_until(lambda: server.log_text().count("Application startup complete") == 2)
         with httpx.Client(base_url=server.url, timeout=10) as client:
             for index in range(8):
                 response = client.post(
@@ -34,10 +43,7 @@ def test_two_workers_serve_the_demo(tmp_path: Path) -> None:
                     json={"model": "demo", "messages": [{"role": "user", "content": f"q{index}"}]},
                 )
                 assert response.status_code == 200, response.text
-        started = [
-            line for line in server.log_text().splitlines() if "Started server process" in line
-        ]
-        assert len(started) == 2
+        assert server.log_text().count("Started server process") == 2
     finally:
         server.stop()
     assert "Finished server process" in server.log_text()
