@@ -113,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        loop="uvloop",
+        loop=settings.loop,
         http="httptools",
         log_config=log_config(settings.log_level),
         access_log=False,

@@ -6,7 +6,7 @@ Settings say how the process starts; the YAML config (`app.config`) says what it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +32,9 @@ class Settings(BaseSettings):
         description="set by `serve` when it starts the built-in mock upstream for the demo model",
     )
     log_level: str = "info"
+    loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="event loop: uvloop or asyncio (see README, Performance)"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
