@@ -1,39 +1,30 @@
 """Run one generation upstream and answer as JSON or as an SSE stream.
 
 Everything that can fail before the answer exists (validation, routing, the template) has
-already raised by the time `serve_generation` runs. The upstream call then either finishes before
-the first keep-alive is due — and a failure is a real HTTP error — or the stream starts with
-`: keep-alive` comments and a later failure travels in-band as `data: {"error": …}`.
+already raised by the time `serve_generation` runs. Streams are answered by `KeepAliveSSE`:
+an upstream failure before the first keep-alive is a real HTTP error, a later one travels
+in-band as `data: {"error": …}`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from app.errors import ProxyError
 from app.handlers import json_response
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling, parse_custom_response, to_custom_request
+from app.sse_response import KeepAliveSSE
 from app.state import ProxyState
-from app.streaming import (
-    KEEPALIVE,
-    SSE_HEADERS,
-    SSE_MEDIA_TYPE,
-    error_stream,
-    sse_body,
-)
+from app.streaming import sse_body
 from app.tokens import LARGE_TEXT
 from app.translate import AnswerHead, Choice, finish_choice, usage
 from app.upstream import UpstreamRequest
-
-log = logging.getLogger("app.serving")
 
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
@@ -59,6 +50,7 @@ class Finished:
     usage: dict[str, int]
 
 
+Answer = Response | KeepAliveSSE
 BuildAnswer = Callable[[AnswerHead, Sequence[Choice], dict[str, int]], dict[str, Any]]
 BuildChunks = Callable[[AnswerHead, Sequence[Choice], dict[str, int] | None], list[dict[str, Any]]]
 
@@ -119,7 +111,7 @@ async def serve_generation(
     include_usage: bool,
     build_answer: BuildAnswer,
     build_chunks: BuildChunks,
-) -> Response:
+) -> Answer:
     """The HTTP answer for a generation, as JSON or as SSE."""
     head = AnswerHead(
         id=f"{id_prefix}-{state.ids.next_hex()}",
@@ -131,50 +123,11 @@ async def serve_generation(
         finished = await generate(state, job, request_id)
         return json_response(build_answer(head, finished.choices, finished.usage))
 
-    def render_stream(finished: Finished) -> bytes:
-        return sse_body(
-            build_chunks(head, finished.choices, finished.usage if include_usage else None)
-        )
+    async def produce_stream() -> bytes:
+        finished = await generate(state, job, request_id)
+        usage = finished.usage if include_usage else None
+        return sse_body(build_chunks(head, finished.choices, usage))
 
-    task = asyncio.ensure_future(generate(state, job, request_id))
-    done, _ = await asyncio.wait((task,), timeout=state.config.stream_keepalive_seconds)
-    if done:
-        # Finished (or failed) before the first keep-alive was due: a failure is a real
-        # HTTP error, and the stream goes out in one write.
-        body = render_stream(task.result())
-        return Response(body, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
-    return StreamingResponse(
-        _keepalive_stream(task, state.config.stream_keepalive_seconds, render_stream, request_id),
-        media_type=SSE_MEDIA_TYPE,
-        headers=SSE_HEADERS,
+    return KeepAliveSSE(
+        produce_stream, interval=state.config.stream_keepalive_seconds, request_id=request_id
     )
-
-
-async def _keepalive_stream(
-    task: asyncio.Future[Finished],
-    interval: float,
-    render: Callable[[Finished], bytes],
-    request_id: str,
-) -> AsyncIterator[bytes]:
-    """Keep-alive comments until the upstream answers, then the events (or an in-band error)."""
-    try:
-        yield KEEPALIVE
-        while True:
-            done, _ = await asyncio.wait((task,), timeout=interval)
-            if done:
-                break
-            yield KEEPALIVE
-        try:
-            body = render(task.result())
-        except ProxyError as exc:
-            log.warning(
-                "upstream error after the stream started: %s (request %s)", exc.message, request_id
-            )
-            body = error_stream(exc.envelope())
-        yield body
-    finally:
-        if not task.done():
-            task.cancel()
-            log.info(
-                "client closed the stream; upstream request cancelled (request %s)", request_id
-            )

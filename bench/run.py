@@ -56,6 +56,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--slow-ms", type=float, default=50.0, help="latency of the slow upstream [50]")
     add("--stream-conc", type=int, default=16, help="concurrency of the stream row [16]")
     add("--workers", type=int, default=1, help="proxy worker processes [1]")
+    add("--loop", choices=("uvloop", "asyncio"), help="the proxy's event loop (PROXY_LOOP)")
     add("--compare-cmd", help="command that starts another proxy to measure in the same run")
     add("--compare-url", help="its base URL, e.g. http://127.0.0.1:14000")
     add("--compare-label", default="compare", help="its name in the table [compare]")
@@ -123,18 +124,16 @@ class Bench:
             BENCH_NGINX_URL=f"http://127.0.0.1:{args.nginx_port}/",
             BENCH_SLOW_URL=f"http://127.0.0.1:{args.slow_port}/",
         )
+        if args.loop:
+            self.env["PROXY_LOOP"] = args.loop
 
     # ------------------------------------------------------------ upstreams and baseline
 
     def start_upstreams(self) -> None:
-        prefix = self.args.out / "nginx"
-        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
-        template = (BENCH_DIR / "nginx.conf.template").read_text()
-        conf = template.replace("@PORT@", str(self.args.nginx_port))
-        (prefix / "nginx.conf").write_text(conf.replace("@ANSWER@", ANSWER.decode()))
-        nginx = self.servers.start(
-            "nginx",
-            ["nginx", "-e", "stderr", "-p", f"{prefix}/", "-c", "nginx.conf", "-g", "daemon off;"],
+        nginx = start_nginx(
+            self.servers,
+            self.args.out / "nginx",
+            self.args.nginx_port,
             self.layout.load_cpus,
             self.env,
         )
@@ -148,7 +147,7 @@ class Bench:
         for server, port in ((nginx, self.args.nginx_port), (slow, self.args.slow_port)):
             url = f"http://127.0.0.1:{port}/"
             procs.wait_until(
-                functools.partial(_answers, url, b"{}", {}, ANSWER),
+                functools.partial(answers, url, b"{}", {}, ANSWER),
                 deadline_s=30,
                 what=f"waiting for {server.name} to answer at {url}",
                 server=server,
@@ -179,14 +178,14 @@ class Bench:
         chat = proxy.url + "/v1/chat/completions"
         auth = {"Authorization": f"Bearer {API_KEY}"}
         procs.wait_until(
-            lambda: _answers(chat, _chat_body("llama"), auth, b"ARIS"),
+            lambda: answers(chat, _chat_body("llama"), auth, b"ARIS"),
             deadline_s=self.args.ready_timeout,
             what=f"waiting for {proxy.label}'s first 200 at {chat}",
             server=server,
         )
         proxy.startup_s = round(time.monotonic() - server.started, 3)
         procs.wait_until(
-            lambda: _answers(chat, _chat_body("llama-slow"), auth, b"ARIS"),
+            lambda: answers(chat, _chat_body("llama-slow"), auth, b"ARIS"),
             deadline_s=30,
             what=f"waiting for {proxy.label} to serve llama-slow",
             server=server,
@@ -348,7 +347,23 @@ def _chat_body(model: str) -> bytes:
     )
 
 
-def _answers(url: str, body: bytes, headers: dict[str, str], expected: bytes) -> bool | None:
+def start_nginx(
+    servers: Servers, prefix: Path, port: int, cpus: Sequence[int], env: dict[str, str]
+) -> Server:
+    """nginx answering every POST on `port` with the fixed custom-format ANSWER."""
+    (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+    template = (BENCH_DIR / "nginx.conf.template").read_text()
+    conf = template.replace("@PORT@", str(port))
+    (prefix / "nginx.conf").write_text(conf.replace("@ANSWER@", ANSWER.decode()))
+    return servers.start(
+        "nginx",
+        ["nginx", "-e", "stderr", "-p", f"{prefix}/", "-c", "nginx.conf", "-g", "daemon off;"],
+        cpus,
+        env,
+    )
+
+
+def answers(url: str, body: bytes, headers: dict[str, str], expected: bytes) -> bool | None:
     """True once `url` answers a POST with 200 and a body containing `expected`."""
     try:
         status, answer = procs.post(url, body, headers, timeout_s=5)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
 
 from app.errors import InvalidRequest
 from app.prompts import PromptRenderError
 from app.routes._request import parse_body, read_body
 from app.schemas.openai import ChatCompletionRequest
-from app.serving import Generation, serve_generation
+from app.serving import Answer, Generation, serve_generation
 from app.state import proxy_state
 from app.streaming import chat_chunks
 from app.translate import (
@@ -22,7 +21,7 @@ from app.translate import (
 )
 
 
-async def create_chat_completion(request: Request) -> Response:
+async def create_chat_completion(request: Request) -> Answer:
     """Chat completion (streamed or not) from the model's custom endpoint."""
     state = proxy_state(request)
     state.keys.check(request.headers.get("authorization"))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
 
 from app.routes._request import parse_body, read_body
 from app.schemas.openai import CompletionRequest
-from app.serving import Generation, serve_generation
+from app.serving import Answer, Generation, serve_generation
 from app.state import proxy_state
 from app.streaming import text_chunks
 from app.translate import (
@@ -18,7 +17,7 @@ from app.translate import (
 )
 
 
-async def create_completion(request: Request) -> Response:
+async def create_completion(request: Request) -> Answer:
     """Text completion for one prompt or a list of prompts; choices in prompt order."""
     state = proxy_state(request)
     state.keys.check(request.headers.get("authorization"))

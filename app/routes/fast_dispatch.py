@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import ProxyError
 from app.handlers import proxy_error_response
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[ASGIApp]]
 
 
 class FastDispatch:
@@ -38,7 +37,7 @@ class FastDispatch:
             return
         request = Request(scope, receive)
         try:
-            response = await endpoint(request)
-        except ProxyError as exc:
-            response = proxy_error_response(request, exc)
-        await response(scope, receive, send)
+            answer = await endpoint(request)
+            await answer(scope, receive, send)
+        except ProxyError as exc:  # raised before anything was sent (see KeepAliveSSE)
+            await proxy_error_response(request, exc)(scope, receive, send)
