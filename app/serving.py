@@ -19,6 +19,7 @@ from starlette.responses import Response
 from app.handlers import json_response
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling, parse_custom_response, to_custom_request
+from app.schemas.openai import SamplingFields
 from app.sse_response import KeepAliveSSE
 from app.state import ProxyState
 from app.streaming import sse_body
@@ -105,21 +106,20 @@ async def serve_generation(
     job: Generation,
     *,
     request_id: str,
-    model: str,
+    client: SamplingFields,
     id_prefix: str,
-    stream: bool,
-    include_usage: bool,
     build_answer: BuildAnswer,
     build_chunks: BuildChunks,
 ) -> Answer:
-    """The HTTP answer for a generation, as JSON or as SSE."""
+    """The HTTP answer for a generation, as JSON or as SSE, as the client's request asks."""
     head = AnswerHead(
         id=f"{id_prefix}-{state.ids.next_hex()}",
         created=int(time.time()),
-        model=model,
+        model=client.model,
         fingerprint=state.fingerprint,
     )
-    if not stream:
+    include_usage = bool(client.stream_options and client.stream_options.include_usage)
+    if not client.stream:
         finished = await generate(state, job, request_id)
         return json_response(build_answer(head, finished.choices, finished.usage))
 

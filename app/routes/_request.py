@@ -8,6 +8,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from app.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
+from app.state import ProxyState, proxy_state
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -51,6 +52,13 @@ def _check_content_type(content_type: str | None) -> None:
         raise InvalidRequest(
             f"Content-Type must be application/json, not '{media}'.", code="invalid_content_type"
         )
+
+
+async def authorized_body(request: Request, model: type[Model]) -> tuple[ProxyState, Model]:
+    """The proxy's state and the request's validated body, once its API key checked out."""
+    state = proxy_state(request)
+    state.keys.check(request.headers.get("authorization"))
+    return state, parse_body(model, await read_body(request, state.config.max_request_bytes))
 
 
 def parse_body(model: type[Model], body: bytes) -> Model:

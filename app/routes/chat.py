@@ -6,10 +6,9 @@ from starlette.requests import Request
 
 from app.errors import InvalidRequest
 from app.prompts import PromptRenderError
-from app.routes._request import parse_body, read_body
+from app.routes._request import authorized_body
 from app.schemas.openai import ChatCompletionRequest
 from app.serving import Answer, Generation, serve_generation
-from app.state import proxy_state
 from app.streaming import chat_chunks
 from app.translate import (
     chat_max_tokens,
@@ -23,11 +22,7 @@ from app.translate import (
 
 async def create_chat_completion(request: Request) -> Answer:
     """Chat completion (streamed or not) from the model's custom endpoint."""
-    state = proxy_state(request)
-    state.keys.check(request.headers.get("authorization"))
-    chat = parse_body(
-        ChatCompletionRequest, await read_body(request, state.config.max_request_bytes)
-    )
+    state, chat = await authorized_body(request, ChatCompletionRequest)
     route = state.router.resolve(chat.model)
     check_chat_features(chat)
     try:
@@ -47,10 +42,8 @@ async def create_chat_completion(request: Request) -> Answer:
         state,
         job,
         request_id=request.scope["request_id"],
-        model=chat.model,
+        client=chat,
         id_prefix="chatcmpl",
-        stream=bool(chat.stream),
-        include_usage=bool(chat.stream_options and chat.stream_options.include_usage),
         build_answer=to_chat_completion,
         build_chunks=chat_chunks,
     )

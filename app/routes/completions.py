@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from app.routes._request import parse_body, read_body
+from app.routes._request import authorized_body
 from app.schemas.openai import CompletionRequest
 from app.serving import Answer, Generation, serve_generation
-from app.state import proxy_state
 from app.streaming import text_chunks
 from app.translate import (
     completion_prompts,
@@ -19,9 +18,7 @@ from app.translate import (
 
 async def create_completion(request: Request) -> Answer:
     """Text completion for one prompt or a list of prompts; choices in prompt order."""
-    state = proxy_state(request)
-    state.keys.check(request.headers.get("authorization"))
-    legacy = parse_body(CompletionRequest, await read_body(request, state.config.max_request_bytes))
+    state, legacy = await authorized_body(request, CompletionRequest)
     route = state.router.resolve(legacy.model)
     prompts = completion_prompts(legacy)
     n = legacy.n or 1
@@ -39,10 +36,8 @@ async def create_completion(request: Request) -> Answer:
         state,
         job,
         request_id=request.scope["request_id"],
-        model=legacy.model,
+        client=legacy,
         id_prefix="cmpl",
-        stream=bool(legacy.stream),
-        include_usage=bool(legacy.stream_options and legacy.stream_options.include_usage),
         build_answer=to_text_completion,
         build_chunks=text_chunks,
     )
