@@ -15,8 +15,8 @@
         ├── UpstreamUnavailable     503 upstream_error / upstream_unavailable
         └── UpstreamTimeout         504 upstream_error / upstream_timeout
 
-Foreign exceptions (the HTTP client's, Jinja's, pydantic's) are mapped to these at one boundary each, and
-`app.handlers` turns any ProxyError into its JSON response.
+Foreign exceptions (the HTTP client's, Jinja's, pydantic's) are mapped to these at one boundary
+each, and `app.handlers` turns any ProxyError into its JSON response.
 """
 
 from __future__ import annotations
