@@ -1,0 +1,132 @@
+"""KeepAliveSSE driven as an ASGI app: one write when fast, keep-alives when slow, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+import pytest
+
+from app.errors import UpstreamBadResponse
+from app.sse_response import KeepAliveSSE
+from app.streaming import DONE, KEEPALIVE
+
+BODY = b'data: {"x": 1}\n\n' + DONE
+
+
+class Channel:
+    """The server side of one ASGI exchange: what the app sent, and a disconnect to trigger."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.disconnected = asyncio.Event()
+        self.keepalive_seen = asyncio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+        if message.get("body") == KEEPALIVE:
+            self.keepalive_seen.set()
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        return dict(self.sent[0]["headers"])
+
+
+async def run(answer: KeepAliveSSE, channel: Channel) -> None:
+    await answer({"type": "http"}, channel.receive, channel.send)
+
+
+async def test_a_fast_answer_is_one_write_with_a_length() -> None:
+    async def produce() -> bytes:
+        return BODY
+
+    channel = Channel()
+    await run(KeepAliveSSE(produce, interval=10, request_id="r1"), channel)
+    assert channel.body == BODY
+    assert channel.headers[b"content-length"] == str(len(BODY)).encode()
+    assert channel.headers[b"content-type"].startswith(b"text/event-stream")
+    assert channel.headers[b"cache-control"] == b"no-cache"
+    assert channel.headers[b"x-accel-buffering"] == b"no"
+    assert len(channel.sent) == 2
+
+
+async def test_a_fast_failure_is_raised_before_anything_is_sent() -> None:
+    async def produce() -> bytes:
+        raise UpstreamBadResponse("broken")
+
+    channel = Channel()
+    with pytest.raises(UpstreamBadResponse):
+        await run(KeepAliveSSE(produce, interval=10, request_id="r2"), channel)
+    assert channel.sent == []
+
+
+async def test_a_slow_answer_gets_keepalives_first() -> None:
+    channel = Channel()
+
+    async def produce() -> bytes:
+        await channel.keepalive_seen.wait()  # answer only once a keep-alive went out
+        return BODY
+
+    await run(KeepAliveSSE(produce, interval=0.01, request_id="r3"), channel)
+    assert channel.body.startswith(KEEPALIVE)
+    assert channel.body.endswith(BODY)
+    assert b"content-length" not in channel.headers
+    assert channel.sent[-1]["more_body"] is False
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (UpstreamBadResponse("GPU on fire"), "bad_upstream_response"),
+        (RuntimeError("bug"), "internal_error"),
+    ],
+)
+async def test_a_failure_after_the_stream_started_is_in_band(
+    error: Exception, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = Channel()
+
+    async def produce() -> bytes:
+        await channel.keepalive_seen.wait()
+        raise error
+
+    with caplog.at_level(logging.INFO, logger="app.serving"):
+        await run(KeepAliveSSE(produce, interval=0.01, request_id="r4"), channel)
+    events = [part for part in channel.body.split(b"\n\n") if part.startswith(b"data: ")]
+    assert events[-1] == b"data: [DONE]"
+    envelope = orjson.loads(events[-2][len(b"data: ") :])
+    assert envelope["error"]["code"] == code
+    assert "r4" in caplog.text
+
+
+async def test_a_client_that_goes_away_cancels_the_upstream_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = Channel()
+    cancelled = asyncio.Event()
+
+    async def produce() -> bytes:
+        await channel.keepalive_seen.wait()
+        channel.disconnected.set()
+        try:
+            await asyncio.Event().wait()  # an upstream that never answers
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return BODY
+
+    with caplog.at_level(logging.INFO, logger="app.serving"):
+        await run(KeepAliveSSE(produce, interval=0.01, request_id="r5"), channel)
+    assert cancelled.is_set()
+    assert "client closed the stream; upstream request cancelled (request r5)" in caplog.text
+    assert not channel.body.endswith(DONE)
