@@ -118,6 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=log_config(settings.log_level),
         access_log=False,
         timeout_graceful_shutdown=30,
+        proxy_headers=False,  # nothing reads the client address; saves an ASGI layer per request
+        server_header=False,
     )
     return 0
 
