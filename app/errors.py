@@ -50,6 +50,16 @@ def error_envelope(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+def internal_error_envelope(request_id: str) -> dict[str, Any]:
+    """A 500's body: the request id to find the logged details by, and no details."""
+    return error_envelope(
+        f"The proxy hit an internal error (request id {request_id}); it has been logged.",
+        "server_error",
+        None,
+        "internal_error",
+    )
+
+
 class InvalidRequest(ProxyError):
     status = 400
     type = "invalid_request_error"

@@ -10,11 +10,24 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.errors import ClientClosedRequest, ProxyError, error_envelope
+from app.errors import (
+    ClientClosedRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ProxyError,
+    error_envelope,
+    internal_error_envelope,
+)
 
 log = logging.getLogger("app.errors")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+# Starlette's own HTTP errors, answered as the proxy's errors of the same status.
+_HTTP_ERRORS: dict[int, type[ProxyError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
 
 
 def json_response(
@@ -24,12 +37,6 @@ def json_response(
     return Response(
         orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
     )
-
-
-def json_error(
-    status: int, envelope: dict[str, object], headers: dict[str, str] | None = None
-) -> Response:
-    return json_response(envelope, status, headers)
 
 
 async def handle_proxy_error(request: Request, exc: Exception) -> Response:
@@ -43,7 +50,7 @@ def proxy_error_response(request: Request, exc: ProxyError) -> Response:
         log.info("%s (request %s)", exc.message, request.scope.get("request_id"))
     elif exc.status >= 500:
         log.warning("upstream error: %s (request %s)", exc.message, request.scope.get("request_id"))
-    return json_error(exc.status, exc.envelope())
+    return json_response(exc.envelope(), exc.status)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
@@ -54,25 +61,28 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         message = f"Method {request.method} is not allowed for {request.url.path}."
     else:
         message = str(exc.detail)
-    code = _HTTP_CODES.get(exc.status_code)
-    envelope = error_envelope(message, "invalid_request_error", None, code)
-    return json_error(exc.status_code, envelope, dict(exc.headers or {}))
+    error_class = _HTTP_ERRORS.get(exc.status_code)
+    envelope = (
+        error_class(message).envelope()
+        if error_class is not None
+        else error_envelope(message, "invalid_request_error")
+    )
+    return json_response(envelope, exc.status_code, dict(exc.headers or {}))
 
 
 async def handle_validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     param = ".".join(str(part) for part in first["loc"][1:]) or None
-    return json_error(400, error_envelope(str(first["msg"]), "invalid_request_error", param))
+    return json_response(error_envelope(str(first["msg"]), "invalid_request_error", param), 400)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     request_id = request.scope.get("request_id")
     log.error("unexpected error handling request %s", request_id, exc_info=exc)
-    message = f"The proxy hit an internal error (request id {request_id}); it has been logged."
     # This handler runs outside the middleware stack, so it sets the request id header itself.
     headers = {"x-request-id": str(request_id)} if request_id else None
-    return json_error(500, error_envelope(message, "server_error", None, "internal_error"), headers)
+    return json_response(internal_error_envelope(str(request_id)), 500, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import Message, Receive, Scope, Send
 
-from app.errors import ProxyError, error_envelope
+from app.errors import ProxyError, internal_error_envelope
 from app.streaming import KEEPALIVE, SSE_HEADERS, SSE_MEDIA_TYPE, error_stream
 
 log = logging.getLogger("app.serving")
@@ -60,14 +60,7 @@ class KeepAliveSSE:
             if not keepalive.started:
                 raise  # the app's 500 handler answers it
             log.exception("error after the stream started (request %s)", self.request_id)
-            body = error_stream(
-                error_envelope(
-                    f"The proxy hit an internal error (request id {self.request_id}).",
-                    "server_error",
-                    None,
-                    "internal_error",
-                )
-            )
+            body = error_stream(internal_error_envelope(self.request_id))
         except asyncio.CancelledError:
             if not keepalive.client_gone:
                 raise
