@@ -7,12 +7,13 @@ import logging
 import logging.config
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from app import mock_upstream
 from app.config import ConfigError
 from app.main import create_app, prepare
 from app.routing import Router
@@ -46,10 +47,64 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", help="debug, info, warning, error (env PROXY_LOG_LEVEL)")
     serve.set_defaults(run=_serve)
 
-    mock = commands.add_parser("mock-upstream", help="run the reference custom-format server")
-    mock.add_argument("--host", default="127.0.0.1")
-    mock.add_argument("--port", type=int, default=9000)
-    mock.add_argument("--delay-ms", type=float, default=0.0, help="latency added to every answer")
+    mock = commands.add_parser(
+        "mock-upstream",
+        help="run the reference custom-format server",
+        description="Run the reference server of the custom format, with faults on demand.",
+        epilog=_MOCK_UPSTREAM_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mock.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    mock.add_argument("--port", type=int, default=9000, help="port (default 9000)")
+    latency = mock.add_mutually_exclusive_group()
+    latency.add_argument(
+        "--latency",
+        type=_mock_option(mock_upstream.parse_latency),
+        metavar="DIST",
+        help="delay before every answer, drawn per request: fixed:MS, uniform:LO-HI, exp:MEAN, "
+        "normal:MEAN,SD (ms)",
+    )
+    latency.add_argument(
+        "--delay-ms",
+        dest="latency",
+        type=_mock_option(lambda ms: mock_upstream.parse_latency(f"fixed:{ms}")),
+        metavar="MS",
+        help="same as --latency fixed:MS",
+    )
+    mock.add_argument(
+        "--error-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="fraction of requests (0..1) answered with an error status (default 0)",
+    )
+    mock.add_argument(
+        "--error-status",
+        type=int,
+        action="append",
+        metavar="CODE",
+        help="status of those errors, 400..599; repeat it to draw one of several (default 503)",
+    )
+    mock.add_argument(
+        "--fault",
+        type=_mock_option(mock_upstream.parse_fault),
+        metavar="MODE",
+        help="fault mode (below) for the requests that got no error status",
+    )
+    mock.add_argument(
+        "--fault-rate",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="fraction of those requests (0..1) that get the --fault (default 1)",
+    )
+    mock.add_argument(
+        "--retry-after",
+        type=int,
+        metavar="SECONDS",
+        help="send Retry-After: SECONDS with every error status",
+    )
+    mock.add_argument("--seed", type=int, metavar="N", help="seed the random draws, to repeat runs")
     mock.set_defaults(run=_mock_upstream)
 
     check = commands.add_parser("check-config", help="validate a config and show its models")
@@ -124,10 +179,42 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mock_upstream(args: argparse.Namespace) -> int:
-    from app.mock_upstream import run_mock_upstream
+_MOCK_UPSTREAM_EPILOG = """\
+fault modes (--fault MODE, or the request header x-mock-fault: MODE):
+  status:CODE  malformed  no-data  not-ok  html  wrong-count  non-string
+  empty-output  huge[:BYTES]  trickle  reset-body  reset  hang
+other request headers: x-mock-delay-ms: MS, x-mock-retry-after: SECONDS
+counters: GET /_mock/stats, POST /_mock/reset-stats
+details: the docstring of app/mock_upstream.py"""
 
-    run_mock_upstream(args.host, args.port, delay_ms=args.delay_ms)
+
+def _mock_option(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser of app.mock_upstream: its ValueError is a usage error."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _mock_upstream(args: argparse.Namespace) -> int:
+    try:
+        plan = mock_upstream.FaultPlan(
+            latency=args.latency or mock_upstream.Fixed(),
+            error_rate=args.error_rate,
+            error_statuses=tuple(args.error_status or mock_upstream.DEFAULT_ERROR_STATUSES),
+            fault=args.fault,
+            fault_rate=args.fault_rate,
+            retry_after=args.retry_after,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"custom-llm-proxy mock-upstream: error: {exc}", file=sys.stderr)
+        return 2
+    mock_upstream.run_mock_upstream(args.host, args.port, plan=plan)
     return 0
 
 
