@@ -237,14 +237,24 @@ def _print_routes(router: Router) -> None:
     for route in router.routes:
         model = route.config
         counting = f"tokenizer {model.tokenizer}" if route.counter.exact else "estimated tokens"
-        headers = ", ".join(f"{name}: ***" for name in model.headers) or "none"
         print(
-            f"- {route.name} -> {route.upstream_model} @ {route.endpoint.url}\n"
+            f"- {route.name} -> {route.upstream_model}, routing {model.routing}, "
+            f"max_retries {model.max_retries}, fallbacks {model.fallbacks or 'none'}\n"
             f"    template {route.template.name}, strip_prompt {model.strip_prompt}, "
-            f"timeout {model.timeout:g} s, {counting}\n"
-            f"    defaults {model.defaults.model_dump()}\n"
-            f"    headers {headers}"
+            f"{counting}\n"
+            f"    defaults {model.defaults.model_dump()}"
         )
+        for deployment in route.deployments.members:
+            endpoint = deployment.endpoint
+            # Header values are secrets (upstream tokens): only their names are shown.
+            headers = ", ".join(name for name in endpoint.headers if name != "content-type")
+            print(
+                f"    {deployment.label} @ {endpoint.url}: weight {deployment.weight}, "
+                f"timeout {endpoint.timeout:g} s, "
+                f"max_concurrency {deployment.max_concurrency or 'unlimited'}, "
+                f"upstream model {deployment.upstream_model or route.upstream_model}, "
+                f"headers {headers or 'none'}"
+            )
 
 
 if __name__ == "__main__":

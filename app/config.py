@@ -8,6 +8,13 @@
         defaults: {max_tokens: 256, temperature: 0.7, top_p: 1.0, top_k: 40}
         timeout: 300
         headers: {Authorization: "Bearer ${UPSTREAM_TOKEN}"}
+      - name: llama
+        deployments:                 # instead of api_base: several upstreams for one model
+          - {api_base: http://gpu-a:9000/inference, weight: 2}
+          - {api_base: http://gpu-b:9000/inference, upstream_model: other, max_concurrency: 8}
+        routing: least-busy          # or weighted
+        fallbacks: [llama-2-13b]     # tried when every deployment failed
+        max_retries: 2
     api_keys: ["sk-..."]
 
 `${VAR}` (or `${VAR:-fallback}`) in any string is taken from the environment when the file is
@@ -24,7 +31,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -46,11 +60,67 @@ class SamplingDefaults(_Strict):
     top_k: int = Field(default=40, ge=-1)
 
 
+def _check_http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _check_headers(value: dict[str, str]) -> dict[str, str]:
+    for name, header in value.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise ValueError(f"{name!r} is not a valid header name")
+        if "\r" in header or "\n" in header:
+            raise ValueError(f"the value of {name!r} contains a line break")
+    return value
+
+
+class DeploymentConfig(_Strict):
+    """One upstream serving a model. Unset fields take the model's values."""
+
+    api_base: str
+    weight: int = Field(default=1, ge=1, le=1000)
+    upstream_model: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)  # added to (and over) the model's
+    timeout: float | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+
+    _http_url = field_validator("api_base")(_check_http_url)
+    _header_safe = field_validator("headers")(_check_headers)
+
+
+class CooldownConfig(_Strict):
+    """Circuit breaker: after `failures` failed requests in a row a deployment is skipped for
+    `seconds`, then one probe request decides whether it is back."""
+
+    failures: int = Field(default=3, ge=1)
+    seconds: float = Field(default=10.0, gt=0)
+
+
+class QueueConfig(_Strict):
+    """Requests waiting for a deployment below its `max_concurrency`: at most `size` wait, each
+    at most `timeout` seconds; past either, the client gets 503 `overloaded`."""
+
+    size: int = Field(default=1000, ge=0)
+    timeout: float = Field(default=30.0, gt=0)
+
+
 class ModelConfig(_Strict):
-    """One model clients can ask for by `name`."""
+    """One model clients can ask for by `name`: `api_base` or a list of `deployments`."""
 
     name: str = Field(min_length=1)
-    api_base: str
+    api_base: str | None = None
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    routing: Literal["least-busy", "weighted"] = "least-busy"
+    fallbacks: list[str] = Field(default_factory=list)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    retry_read_timeouts: bool = False
+    retry_backoff_seconds: float = Field(default=0.1, ge=0)
+    retry_backoff_max_seconds: float = Field(default=2.0, ge=0)
+    deadline: float = Field(default=600.0, gt=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    queue: QueueConfig = QueueConfig()
+    cooldown: CooldownConfig = CooldownConfig()
     upstream_model: str | None = None
     prompt_template: str = "raw"
     bos_token: str | None = None
@@ -64,24 +134,29 @@ class ModelConfig(_Strict):
 
     @field_validator("api_base")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
 
-    @field_validator("headers")
-    @classmethod
-    def _header_safe(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, header in value.items():
-            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
-                raise ValueError(f"{name!r} is not a valid header name")
-            if "\r" in header or "\n" in header:
-                raise ValueError(f"the value of {name!r} contains a line break")
-        return value
+    _header_safe = field_validator("headers")(_check_headers)
+
+    @model_validator(mode="after")
+    def _one_upstream_form(self) -> ModelConfig:
+        if (self.api_base is None) == (not self.deployments):
+            raise ValueError("give either 'api_base' or a non-empty 'deployments' list")
+        if self.name in self.fallbacks:
+            raise ValueError("a model cannot be its own fallback")
+        return self
 
     @property
     def upstream_name(self) -> str:
         return self.upstream_model or self.name
+
+    @property
+    def all_deployments(self) -> list[DeploymentConfig]:
+        """The deployments, with the single-`api_base` form as a list of one."""
+        if self.api_base is not None:
+            return [DeploymentConfig(api_base=self.api_base)]
+        return self.deployments
 
 
 class ProxyConfig(_Strict):
@@ -92,6 +167,8 @@ class ProxyConfig(_Strict):
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     stream_keepalive_seconds: float = Field(default=10.0, gt=0)
     upstream_max_connections: int = Field(default=1000, ge=1)
+    max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    connect_timeout: float = Field(default=5.0, gt=0)
 
     @field_validator("models")
     @classmethod
@@ -101,6 +178,12 @@ class ProxyConfig(_Strict):
             if model.name in seen:
                 raise ValueError(f"model name {model.name!r} is used twice")
             seen.add(model.name)
+        for model in models:
+            for fallback in model.fallbacks:
+                if fallback not in seen:
+                    raise ValueError(
+                        f"model {model.name!r}: fallback {fallback!r} is not a configured model"
+                    )
         return models
 
 

@@ -9,11 +9,17 @@
     ├── MethodNotAllowed            405 invalid_request_error / method_not_allowed
     ├── PayloadTooLarge             413 invalid_request_error / request_too_large
     ├── ClientClosedRequest         499 (nginx's code; the client is gone and never sees it)
+    ├── Overloaded                  503 server_error / overloaded (the proxy's own queue is full)
     └── UpstreamError               the custom endpoint failed; message says how
         ├── UpstreamBadResponse     502 upstream_error / bad_upstream_response
         ├── UpstreamRateLimited     429 rate_limit_error / upstream_rate_limited
         ├── UpstreamUnavailable     503 upstream_error / upstream_unavailable
         └── UpstreamTimeout         504 upstream_error / upstream_timeout
+            └── UpstreamReadTimeout the request was sent and no answer came in time
+
+An `UpstreamError` says whether another attempt may succeed (`retryable`) and how long the
+upstream asked to be left alone (`retry_after`, from its Retry-After header). A `ProxyError`
+with `retry_after` set answers with a `retry-after` header, which the OpenAI SDKs honour.
 
 Foreign exceptions (the HTTP client's, Jinja's, pydantic's) are mapped to these at one boundary
 each, and `app.handlers` turns any ProxyError into its JSON response.
@@ -21,6 +27,7 @@ each, and `app.handlers` turns any ProxyError into its JSON response.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -31,12 +38,26 @@ class ProxyError(Exception):
     type: ClassVar[str] = "server_error"
     code: ClassVar[str | None] = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.param = param
+        self.retry_after = retry_after
         if code is not None:
             self.code = code  # type: ignore[misc]  # an instance may refine its class's code
+
+    def headers(self) -> dict[str, str] | None:
+        """Response headers the error carries: `retry-after` in whole seconds, when set."""
+        if self.retry_after is None:
+            return None
+        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
     def envelope(self) -> dict[str, Any]:
         """The OpenAI error body: {"error": {"message", "type", "param", "code"}}."""
@@ -105,12 +126,22 @@ class ClientClosedRequest(ProxyError):
     code = "client_closed_request"
 
 
+class Overloaded(ProxyError):
+    """Every deployment of the model is at its concurrency limit and the wait queue is full
+    (or the wait timed out): try again later. 429 stays for per-key rate limits."""
+
+    status = 503
+    type = "server_error"
+    code = "overloaded"
+
+
 class UpstreamError(ProxyError):
     """The custom endpoint did not give a usable answer."""
 
     status = 502
     type = "upstream_error"
     code = "bad_upstream_response"
+    retryable: bool = True  # another attempt (on another deployment) may succeed
 
 
 class UpstreamBadResponse(UpstreamError):
@@ -131,3 +162,8 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class UpstreamReadTimeout(UpstreamTimeout):
+    """The request went out and no full answer came in time: the upstream may still be
+    computing it, so it is retried only where the model's config allows."""

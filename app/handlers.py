@@ -50,7 +50,7 @@ def proxy_error_response(request: Request, exc: ProxyError) -> Response:
         log.info("%s (request %s)", exc.message, request.scope.get("request_id"))
     elif exc.status >= 500:
         log.warning("upstream error: %s (request %s)", exc.message, request.scope.get("request_id"))
-    return json_response(exc.envelope(), exc.status)
+    return json_response(exc.envelope(), exc.status, exc.headers())
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

@@ -15,8 +15,10 @@ an operator configured. Errors:
     ├── ConnectionBroken    the connection failed or the answer was not valid HTTP
     └── ResponseTooLarge    the body passed `max_response_bytes`
 
-Timeouts are the caller's: wrap `post` in `asyncio.timeout`; a connection interrupted by a
-timeout or a cancellation is closed, never reused.
+Timeouts: a connection not made within `connect_timeout` is `ConnectFailed` (the request
+never left, so it is safe to send elsewhere); the whole exchange is the caller's to bound:
+wrap `post` in `asyncio.timeout`. A connection interrupted by a timeout or a cancellation is
+closed, never reused, and its slot is freed.
 """
 
 from __future__ import annotations
@@ -288,9 +290,11 @@ class HTTPPool:
         max_connections: int = 1000,
         keepalive_seconds: float = 4.0,
         max_response_bytes: int = 8 * 1024 * 1024,
+        connect_timeout: float = 5.0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
         self.keepalive_seconds = keepalive_seconds
         self.max_response_bytes = max_response_bytes
         self._idle: dict[Origin, list[_Connection]] = {}
@@ -346,13 +350,16 @@ class HTTPPool:
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if origin.scheme == "https" else None
         try:
-            _, connection = await loop.create_connection(
-                lambda: _Connection(origin),
-                origin.host,
-                origin.port,
-                ssl=tls,
-                server_hostname=origin.host if tls else None,
-            )
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(origin),
+                    origin.host,
+                    origin.port,
+                    ssl=tls,
+                    server_hostname=origin.host if tls else None,
+                )
+        except TimeoutError as exc:
+            raise ConnectFailed(f"no connection within {self.connect_timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(exc.strerror or str(exc) or type(exc).__name__) from exc
         return connection

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from app import __version__
 from app.auth import KeyChecker
 from app.config import ProxyConfig, load_config
+from app.dispatch import Dispatcher
 from app.handlers import install_error_handlers
 from app.ids import IdGenerator
 from app.middleware import RequestIdMiddleware
@@ -63,7 +64,11 @@ def prepare(settings: Settings, config: ProxyConfig | None = None) -> tuple[Prox
 
 
 def _default_upstream(config: ProxyConfig) -> UpstreamClient:
-    return PooledUpstream(max_connections=config.upstream_max_connections)
+    return PooledUpstream(
+        max_connections=config.upstream_max_connections,
+        max_response_bytes=config.max_response_bytes,
+        connect_timeout=config.connect_timeout,
+    )
 
 
 def create_app(
@@ -96,6 +101,7 @@ def create_app(
             config=config,
             router=router,
             upstream=upstream,
+            dispatcher=Dispatcher(upstream),
             keys=KeyChecker(config.api_keys),
             fingerprint=f"fp_clp_{__version__.replace('.', '')}",
             ids=IdGenerator(),

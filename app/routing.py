@@ -1,5 +1,8 @@
 """Which upstream serves a model name: pre-built per-model state, resolved by one dict lookup.
 
+A model's route holds its deployments (`app.deployments`), its template, its token counter and
+its config, all built once at start-up and shared by every request.
+
 A configured `name` wins. Otherwise, when a default upstream (`PROXY_API_BASE`) is set, any
 other name passes through to it: `custom/<X>` (LiteLLM's convention) and plain `<X>` both reach
 upstream model `<X>`. Otherwise the model is not found. Clients never choose the upstream URL.
@@ -12,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.config import ConfigError, ModelConfig, ProxyConfig
+from app.deployments import Deployment, DeploymentGroup
 from app.errors import ModelNotFound
 from app.prompts import PromptTemplate, TemplateError, compile_template
 from app.tokens import TokenCounter, load_counter
@@ -25,8 +29,8 @@ class ModelRoute:
     """Everything needed to serve one model, built once at start-up."""
 
     name: str
-    upstream_model: str
-    endpoint: UpstreamEndpoint
+    upstream_model: str  # for deployments that do not name their own
+    deployments: DeploymentGroup
     template: PromptTemplate
     counter: TokenCounter
     config: ModelConfig
@@ -45,6 +49,11 @@ class Router:
         """The configured models, in config order."""
         return list(self._routes.values())
 
+    @property
+    def passthrough(self) -> ModelRoute | None:
+        """The route other names pass through to, when a default upstream is set."""
+        return self._passthrough
+
     def resolve(self, model: str) -> ModelRoute:
         """The route for a client's model name, or ModelNotFound."""
         route = self._routes.get(model)
@@ -53,7 +62,7 @@ class Router:
         if self._passthrough is not None:
             upstream = model.removeprefix(PASSTHROUGH_PREFIX)
             if upstream:
-                # Same endpoint object: the upstream client's per-endpoint state is shared.
+                # The same deployments: their health and load are shared by every name.
                 return replace(self._passthrough, name=model, upstream_model=upstream)
         raise ModelNotFound(
             f"The model '{model}' does not exist or you do not have access to it.", param="model"
@@ -76,16 +85,36 @@ def build_route(model: ModelConfig, *, source: str, index: int) -> ModelRoute:
     return ModelRoute(
         name=model.name,
         upstream_model=model.upstream_name,
-        endpoint=UpstreamEndpoint(
-            url=model.api_base,
-            headers={"content-type": "application/json", **model.headers},
-            timeout=model.timeout,
-        ),
+        deployments=build_deployments(model),
         template=template,
         counter=counter,
         config=model,
         created=int(time.time()),
     )
+
+
+def build_deployments(model: ModelConfig) -> DeploymentGroup:
+    """A model's deployments; each one's unset fields take the model's values."""
+    members = [
+        Deployment(
+            label=f"{model.name}[{index}]",
+            endpoint=UpstreamEndpoint(
+                url=deployment.api_base,
+                headers={
+                    "content-type": "application/json",
+                    **model.headers,
+                    **deployment.headers,
+                },
+                timeout=deployment.timeout or model.timeout,
+            ),
+            upstream_model=deployment.upstream_model,
+            weight=deployment.weight,
+            max_concurrency=deployment.max_concurrency or model.max_concurrency,
+            cooldown=model.cooldown,
+        )
+        for index, deployment in enumerate(model.all_deployments)
+    ]
+    return DeploymentGroup(members, model.routing, model.queue, model.name)
 
 
 def build_router(config: ProxyConfig, *, source: str, api_base: str | None) -> Router:

@@ -1,31 +1,38 @@
 """Run one generation upstream and answer as JSON or as an SSE stream.
 
 Everything that can fail before the answer exists (validation, routing, the template) has
-already raised by the time `serve_generation` runs. Streams are answered by `KeepAliveSSE`:
+already raised by the time `serve_generation` runs. The dispatcher retries across the model's
+deployments; when they all failed, the model's `fallbacks` are tried in order, each with the
+request rebuilt for its own template and defaults. Streams are answered by `KeepAliveSSE`:
 an upstream failure before the first keep-alive is a real HTTP error, a later one travels
-in-band as `data: {"error": …}`.
+in-band as `data: {"error": …}`. A client that leaves cancels the work, streamed or not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.responses import Response
+from starlette.types import Receive
 
+from app.disconnect import DisconnectWatch
+from app.errors import ClientClosedRequest, InvalidRequest, Overloaded, UpstreamError
 from app.handlers import json_response
 from app.routing import ModelRoute
-from app.schemas.custom import Sampling, parse_custom_response, to_custom_request
+from app.schemas.custom import Sampling
 from app.schemas.openai import SamplingFields
 from app.sse_response import KeepAliveSSE
 from app.state import ProxyState
 from app.streaming import sse_body
 from app.tokens import LARGE_TEXT
 from app.translate import AnswerHead, Choice, finish_choice, usage
-from app.upstream import UpstreamRequest
+
+log = logging.getLogger("app.serving")
 
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
@@ -33,7 +40,8 @@ class Generation:
     """One request's work: the prompts to send (one per choice) and how to finish the outputs.
 
     `counted_prompts` are the distinct prompts whose tokens make `usage.prompt_tokens` (a chat
-    prompt counts once however large `n` is).
+    prompt counts once however large `n` is). `retarget` builds the same request for another
+    model (a fallback); it raises InvalidRequest when that model cannot take it.
     """
 
     route: ModelRoute
@@ -42,6 +50,7 @@ class Generation:
     sampling: Sampling
     stops: tuple[str, ...]
     chat: bool
+    retarget: Callable[[ModelRoute], Generation]
     echo: bool = False
 
 
@@ -58,21 +67,52 @@ BuildChunks = Callable[[AnswerHead, Sequence[Choice], dict[str, int] | None], li
 
 async def generate(state: ProxyState, job: Generation, request_id: str) -> Finished:
     """Ask the upstream for every prompt in one request and finish each output."""
+    try:
+        outputs = await state.dispatcher.complete(job.route, job.prompts, job.sampling, request_id)
+    except (UpstreamError, Overloaded) as error:
+        if not job.route.config.fallbacks or not _worth_falling_back(error):
+            raise
+        job, outputs = await _fall_back(state, job, error, request_id)
     route = job.route
-    response = await state.upstream.send(
-        UpstreamRequest(
-            endpoint=route.endpoint,
-            body=to_custom_request(route.upstream_model, job.prompts, job.sampling),
-            request_id=request_id,
-            model=route.name,
-        )
-    )
-    outputs = parse_custom_response(response.status, response.body, len(job.prompts))
     if route.counter.exact and _any_large(job.counted_prompts, outputs):
         # A real tokenizer takes seconds on megabytes; it releases the GIL, so a thread keeps
         # the event loop serving everyone else meanwhile.
         return await asyncio.to_thread(finish, job, outputs)
     return finish(job, outputs)
+
+
+def _worth_falling_back(error: UpstreamError | Overloaded) -> bool:
+    """Every deployment failed or is full; not when the upstream refused the request itself."""
+    return isinstance(error, Overloaded) or error.retryable
+
+
+async def _fall_back(
+    state: ProxyState, job: Generation, error: UpstreamError | Overloaded, request_id: str
+) -> tuple[Generation, list[str]]:
+    """The first fallback model that answers; the primary model's error if none does."""
+    for name in job.route.config.fallbacks:
+        route = state.router.resolve(name)
+        try:
+            fallback = job.retarget(route)
+        except InvalidRequest as exc:
+            log.info("fallback %s cannot take request %s: %s", name, request_id, exc.message)
+            continue
+        log.info(
+            "model %s failed (%s); falling back to %s (request %s)",
+            job.route.name,
+            error.message,
+            name,
+            request_id,
+        )
+        try:
+            outputs = await state.dispatcher.complete(
+                route, fallback.prompts, fallback.sampling, request_id
+            )
+        except (UpstreamError, Overloaded) as exc:
+            log.info("fallback %s failed too: %s (request %s)", name, exc.message, request_id)
+            continue
+        return fallback, outputs
+    raise error
 
 
 def _any_large(*texts: list[str]) -> bool:
@@ -106,6 +146,7 @@ async def serve_generation(
     job: Generation,
     *,
     request_id: str,
+    receive: Receive,
     client: SamplingFields,
     id_prefix: str,
     build_answer: BuildAnswer,
@@ -120,7 +161,17 @@ async def serve_generation(
     )
     include_usage = bool(client.stream_options and client.stream_options.include_usage)
     if not client.stream:
-        finished = await generate(state, job, request_id)
+        with DisconnectWatch(receive) as watch:
+            try:
+                finished = await generate(state, job, request_id)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not watch.client_gone or task is None:
+                    raise
+                task.uncancel()
+                raise ClientClosedRequest(
+                    "client closed the connection; upstream request cancelled"
+                ) from None
         return json_response(build_answer(head, finished.choices, finished.usage))
 
     async def produce_stream() -> bytes:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from app.auth import KeyChecker
 from app.config import ProxyConfig
+from app.dispatch import Dispatcher
 from app.ids import IdGenerator
 from app.routing import Router
 from app.upstream import UpstreamClient
@@ -19,6 +20,7 @@ class ProxyState:
     config: ProxyConfig
     router: Router
     upstream: UpstreamClient
+    dispatcher: Dispatcher
     keys: KeyChecker
     fingerprint: str
     ids: IdGenerator

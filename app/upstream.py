@@ -11,19 +11,24 @@ request's `UpstreamEndpoint` (built once per model), never in the client. Two im
 - `HttpxUpstream`, on httpx.AsyncClient with an injectable transport: tests drive it with
   `httpx.MockTransport`.
 
-Transport failures map to the proxy's errors here, at one boundary: no connection →
-`UpstreamUnavailable` (503), no answer in time → `UpstreamTimeout` (504), a broken or oversized
-answer → `UpstreamBadResponse` (502). HTTP statuses are judged by `app.schemas.custom`.
+Transport failures map to the proxy's errors here, at one boundary: no connection (refused,
+or not made within the connect timeout) → `UpstreamUnavailable` (503), sent but no answer in
+time → `UpstreamReadTimeout` (504), a broken or oversized answer → `UpstreamBadResponse` (502).
+HTTP statuses are judged by `app.schemas.custom`; an error answer's Retry-After travels in the
+response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from app.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
+from app.errors import UpstreamBadResponse, UpstreamReadTimeout, UpstreamUnavailable
 
 if TYPE_CHECKING:
     import httpx  # imported when an HttpxUpstream is made: it costs 0.1 s of start-up
@@ -40,7 +45,7 @@ from app.http_client import (
 
 @dataclass(frozen=True, eq=False, slots=True)
 class UpstreamEndpoint:
-    """Where and how to POST for one model; compared and hashed by identity."""
+    """Where and how to POST for one deployment; compared and hashed by identity."""
 
     url: str
     headers: Mapping[str, str]
@@ -49,18 +54,39 @@ class UpstreamEndpoint:
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
 class UpstreamRequest:
-    """One POST to a custom endpoint. `model` names the client's model, for error messages."""
+    """One POST to a custom endpoint. `model` names the client's model, for error messages;
+    `timeout` bounds the whole exchange (the endpoint's, or less when the deadline is near)."""
 
     endpoint: UpstreamEndpoint
     body: bytes
     request_id: str
     model: str
+    timeout: float
 
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
 class UpstreamResponse:
     status: int
     body: bytes
+    retry_after: float | None = None  # seconds, from an error answer's Retry-After
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
 
 
 class UpstreamClient(Protocol):
@@ -78,11 +104,13 @@ class PooledUpstream:
         max_connections: int = 1000,
         keepalive_seconds: float = 4.0,
         max_response_bytes: int = 8 * 1024 * 1024,
+        connect_timeout: float = 5.0,
     ) -> None:
         self._pool = HTTPPool(
             max_connections=max_connections,
             keepalive_seconds=keepalive_seconds,
             max_response_bytes=max_response_bytes,
+            connect_timeout=connect_timeout,
         )
         self._targets: dict[UpstreamEndpoint, Target] = {}
 
@@ -96,7 +124,7 @@ class PooledUpstream:
         endpoint = request.endpoint
         extra = b"x-request-id: " + request.request_id.encode("ascii") + b"\r\n"
         try:
-            async with asyncio.timeout(endpoint.timeout):
+            async with asyncio.timeout(request.timeout):
                 response = await self._pool.post(self._target(endpoint), extra, request.body)
         except TimeoutError as exc:
             raise _timed_out(request) from exc
@@ -104,7 +132,14 @@ class PooledUpstream:
             raise _unreachable(request, str(exc)) from exc
         except (ConnectionBroken, ResponseTooLarge) as exc:
             raise _broken(request, exc) from exc
-        return UpstreamResponse(status=response.status, body=response.body)
+        if response.status == 200:
+            return UpstreamResponse(response.status, response.body)
+        retry_after = response.header(b"retry-after")
+        return UpstreamResponse(
+            response.status,
+            response.body,
+            parse_retry_after(retry_after.decode("latin-1") if retry_after else None),
+        )
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -118,10 +153,12 @@ class HttpxUpstream:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 1000,
+        max_response_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         import httpx
 
         self._httpx = httpx
+        self._max_response_bytes = max_response_bytes
         self._client = httpx.AsyncClient(
             transport=transport,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=100),
@@ -133,26 +170,33 @@ class HttpxUpstream:
         endpoint = request.endpoint
         headers = {**endpoint.headers, "x-request-id": request.request_id}
         try:
-            async with asyncio.timeout(endpoint.timeout):
+            async with asyncio.timeout(request.timeout):
                 response = await self._client.post(
                     endpoint.url, content=request.body, headers=headers
                 )
+        except (self._httpx.ConnectError, self._httpx.ConnectTimeout) as exc:
+            raise _unreachable(request, str(exc) or type(exc).__name__) from exc
         except (TimeoutError, self._httpx.TimeoutException) as exc:
             raise _timed_out(request) from exc
-        except self._httpx.ConnectError as exc:
-            raise _unreachable(request, str(exc)) from exc
         except self._httpx.HTTPError as exc:
             raise _broken(request, exc) from exc
-        return UpstreamResponse(status=response.status_code, body=response.content)
+        if len(response.content) > self._max_response_bytes:
+            raise _broken(
+                request, ValueError(f"the answer is larger than {self._max_response_bytes} bytes")
+            )
+        return UpstreamResponse(
+            response.status_code,
+            response.content,
+            parse_retry_after(response.headers.get("retry-after")),
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-def _timed_out(request: UpstreamRequest) -> UpstreamTimeout:
-    return UpstreamTimeout(
-        f"the upstream of model '{request.model}' did not answer within "
-        f"{request.endpoint.timeout:g} s"
+def _timed_out(request: UpstreamRequest) -> UpstreamReadTimeout:
+    return UpstreamReadTimeout(
+        f"the upstream of model '{request.model}' did not answer within {request.timeout:.3g} s"
     )
 
 

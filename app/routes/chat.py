@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.requests import Request
 
 from app.errors import InvalidRequest
 from app.prompts import PromptRenderError
 from app.routes._request import authorized_body
+from app.routing import ModelRoute
 from app.schemas.openai import ChatCompletionRequest
 from app.serving import Answer, Generation, serve_generation
 from app.streaming import chat_chunks
@@ -25,25 +28,30 @@ async def create_chat_completion(request: Request) -> Answer:
     state, chat = await authorized_body(request, ChatCompletionRequest)
     route = state.router.resolve(chat.model)
     check_chat_features(chat)
-    try:
-        prompt = route.template.render(flatten_messages(chat.messages))
-    except PromptRenderError as exc:
-        raise InvalidRequest(f"The messages cannot be rendered: {exc}", param="messages") from exc
-    sampling = resolve_sampling(chat, route.config.defaults, chat_max_tokens(chat))
-    job = Generation(
-        route=route,
-        prompts=[prompt] * (chat.n or 1),
-        sampling=sampling,
-        stops=stop_sequences(chat.stop),
-        counted_prompts=[prompt],
-        chat=True,
-    )
     return await serve_generation(
         state,
-        job,
+        chat_generation(chat, route),
         request_id=request.scope["request_id"],
+        receive=request.receive,
         client=chat,
         id_prefix="chatcmpl",
         build_answer=to_chat_completion,
         build_chunks=chat_chunks,
+    )
+
+
+def chat_generation(chat: ChatCompletionRequest, route: ModelRoute) -> Generation:
+    """The chat request as a generation for one model: its template, its defaults."""
+    try:
+        prompt = route.template.render(flatten_messages(chat.messages))
+    except PromptRenderError as exc:
+        raise InvalidRequest(f"The messages cannot be rendered: {exc}", param="messages") from exc
+    return Generation(
+        route=route,
+        prompts=[prompt] * (chat.n or 1),
+        sampling=resolve_sampling(chat, route.config.defaults, chat_max_tokens(chat)),
+        stops=stop_sequences(chat.stop),
+        counted_prompts=[prompt],
+        chat=True,
+        retarget=partial(chat_generation, chat),
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.requests import Request
 
 from app.routes._request import authorized_body
+from app.routing import ModelRoute
 from app.schemas.openai import CompletionRequest
 from app.serving import Answer, Generation, serve_generation
 from app.streaming import text_chunks
@@ -20,9 +23,23 @@ async def create_completion(request: Request) -> Answer:
     """Text completion for one prompt or a list of prompts; choices in prompt order."""
     state, legacy = await authorized_body(request, CompletionRequest)
     route = state.router.resolve(legacy.model)
+    return await serve_generation(
+        state,
+        completion_generation(legacy, route),
+        request_id=request.scope["request_id"],
+        receive=request.receive,
+        client=legacy,
+        id_prefix="cmpl",
+        build_answer=to_text_completion,
+        build_chunks=text_chunks,
+    )
+
+
+def completion_generation(legacy: CompletionRequest, route: ModelRoute) -> Generation:
+    """The completion request as a generation for one model, with that model's defaults."""
     prompts = completion_prompts(legacy)
     n = legacy.n or 1
-    job = Generation(
+    return Generation(
         route=route,
         # OpenAI's order: all choices of prompt 0, then of prompt 1, ...
         prompts=[prompt for prompt in prompts for _ in range(n)],
@@ -31,13 +48,5 @@ async def create_completion(request: Request) -> Answer:
         counted_prompts=prompts,
         chat=False,
         echo=bool(legacy.echo),
-    )
-    return await serve_generation(
-        state,
-        job,
-        request_id=request.scope["request_id"],
-        client=legacy,
-        id_prefix="cmpl",
-        build_answer=to_text_completion,
-        build_chunks=text_chunks,
+        retarget=partial(completion_generation, legacy),
     )

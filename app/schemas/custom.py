@@ -24,6 +24,9 @@ from app.errors import (
 )
 
 _MAX_DETAIL = 200
+# Statuses after which another attempt may succeed; any other 4xx/5xx says the request itself
+# is wrong (or the upstream cannot do it), and repeating it would only repeat the answer.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
@@ -89,13 +92,17 @@ def _first_output(item: Any, index: int) -> str:
 
 def _status_error(status: int, body: bytes) -> UpstreamError:
     detail = f"upstream answered HTTP {status}: {_snippet(body)}"
+    error: UpstreamError
     if status == 429:
-        return UpstreamRateLimited(detail)
-    if status == 503:
-        return UpstreamUnavailable(detail)
-    if status == 504:
-        return UpstreamTimeout(detail)
-    return UpstreamBadResponse(detail)
+        error = UpstreamRateLimited(detail)
+    elif status == 503:
+        error = UpstreamUnavailable(detail)
+    elif status == 504:
+        error = UpstreamTimeout(detail)
+    else:
+        error = UpstreamBadResponse(detail)
+    error.retryable = status in RETRYABLE_STATUSES
+    return error
 
 
 def _snippet(body: bytes) -> str:

@@ -47,6 +47,8 @@ class FakeUpstream:
 
 
 def model(name: str, **fields: Any) -> ModelConfig:
+    """A model on the fake upstream; no retries unless asked, so each test sees one attempt."""
+    fields.setdefault("max_retries", 0)
     return ModelConfig(name=name, api_base=f"http://upstream.test/{name}", **fields)
 
 

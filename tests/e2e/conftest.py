@@ -33,8 +33,18 @@ _SERVERS = pytest.StashKey[list[Server]]()
 
 
 def _models(upstream: str, closed_port: int) -> list[dict[str, Any]]:
+    # Fault models show how one failed attempt reaches the client: no retries, no cooldown
+    # (tests/e2e/test_resilience.py covers those).
+    single_attempt = {"max_retries": 0, "cooldown": {"failures": 1_000_000}}
+
     def fault(name: str, **headers: str) -> dict[str, Any]:
-        return {"name": name, "api_base": upstream, "upstream_model": "demo", "headers": headers}
+        return {
+            "name": name,
+            "api_base": upstream,
+            "upstream_model": "demo",
+            "headers": headers,
+            **single_attempt,
+        }
 
     return [
         {
@@ -59,7 +69,7 @@ def _models(upstream: str, closed_port: int) -> list[dict[str, Any]]:
         fault("html-page", **{"x-mock-fault": "html"}),
         fault("cut-short", **{"x-mock-fault": "reset"}),
         {**fault("too-slow", **{"x-mock-delay-ms": "3000"}), "timeout": 0.5},
-        {"name": "dead", "api_base": f"http://127.0.0.1:{closed_port}/inference"},
+        {"name": "dead", "api_base": f"http://127.0.0.1:{closed_port}/inference", **single_attempt},
         fault("slow", **{"x-mock-delay-ms": str(SLOW_MS)}),
         fault("slow-500", **{"x-mock-delay-ms": str(SLOW_MS), "x-mock-fault": "status:500"}),
         fault("hang", **{"x-mock-fault": "hang"}),

@@ -24,10 +24,13 @@ def test_check_config_shows_models_and_hides_header_values(
     monkeypatch.setenv("UPSTREAM_TOKEN", "very-secret")
     assert main(["check-config", str(EXAMPLES / "example.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "- llama-2-13b -> meta-llama/Llama-2-13b-hf @ http://127.0.0.1:9000/inference" in out
+    assert "- llama-2-13b -> meta-llama/Llama-2-13b-hf, routing least-busy" in out
+    assert "llama-2-13b[0] @ http://127.0.0.1:9000/inference: weight 1, timeout 300 s" in out
     assert "template llama2" in out and "template jinja" in out
-    assert "Authorization: ***" in out
+    assert "headers Authorization" in out
     assert "very-secret" not in out
+    assert "llama-ha[1] @ http://127.0.0.1:9001/inference: weight 1, timeout 120 s" in out
+    assert "max_concurrency 16, upstream model llama-2-13b-awq, headers X-Pool" in out
 
 
 def test_bad_config_exits_2_naming_file_model_and_field(

@@ -48,7 +48,13 @@ def endpoint_of(
 def request_to(
     endpoint: UpstreamEndpoint, *, body: bytes = b'{"prompt": "Hi"}', request_id: str = "req-1"
 ) -> UpstreamRequest:
-    return UpstreamRequest(endpoint=endpoint, body=body, request_id=request_id, model="llama-13b")
+    return UpstreamRequest(
+        endpoint=endpoint,
+        body=body,
+        request_id=request_id,
+        model="llama-13b",
+        timeout=endpoint.timeout,
+    )
 
 
 @pytest.mark.parametrize(

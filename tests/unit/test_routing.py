@@ -6,7 +6,8 @@ import pytest
 
 from app.config import ConfigError, ModelConfig, ProxyConfig
 from app.errors import ModelNotFound
-from app.routing import build_router
+from app.routing import ModelRoute, build_router
+from app.upstream import UpstreamEndpoint
 
 SOURCE = "/etc/proxy/config.yaml"
 DEFAULT_BASE = "http://127.0.0.1:9000/inference"
@@ -35,9 +36,9 @@ def test_configured_name_resolves_to_its_route() -> None:
 
     assert route.name == "llama"
     assert route.upstream_model == "meta-llama/Llama-2-13b-hf"
-    assert route.endpoint.url == "http://llama.test/gen"
-    assert route.endpoint.timeout == 12.0
-    assert route.endpoint.headers == {
+    assert endpoint_of(route).url == "http://llama.test/gen"
+    assert endpoint_of(route).timeout == 12.0
+    assert endpoint_of(route).headers == {
         "content-type": "application/json",
         "Authorization": "Bearer up",
     }
@@ -84,7 +85,7 @@ def test_passthrough_to_the_default_upstream(requested: str, upstream: str) -> N
 
     assert route.name == requested
     assert route.upstream_model == upstream
-    assert route.endpoint.url == DEFAULT_BASE
+    assert endpoint_of(route).url == DEFAULT_BASE
 
 
 def test_client_cannot_choose_the_upstream_url() -> None:
@@ -92,7 +93,7 @@ def test_client_cannot_choose_the_upstream_url() -> None:
 
     route = router.resolve("custom/http://evil.example/steal")
 
-    assert route.endpoint.url == DEFAULT_BASE
+    assert endpoint_of(route).url == DEFAULT_BASE
     assert route.upstream_model == "http://evil.example/steal"
 
 
@@ -104,7 +105,7 @@ def test_configured_name_wins_over_passthrough() -> None:
 
     route = router.resolve("custom/special")
 
-    assert route.endpoint.url == "https://special.test/g"
+    assert endpoint_of(route).url == "https://special.test/g"
     assert route.upstream_model == "sp"
 
 
@@ -176,3 +177,9 @@ def test_unreadable_tokenizer_names_the_field() -> None:
 def test_bad_default_upstream_is_a_config_error(api_base: str) -> None:
     with pytest.raises(ConfigError, match="^PROXY_API_BASE: "):
         build_router(ProxyConfig(), source=SOURCE, api_base=api_base)
+
+
+def endpoint_of(route: ModelRoute) -> UpstreamEndpoint:
+    """The endpoint of a route with one deployment."""
+    (deployment,) = route.deployments.members
+    return deployment.endpoint

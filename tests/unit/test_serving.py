@@ -9,6 +9,7 @@ import orjson
 
 from app.auth import KeyChecker
 from app.config import ModelConfig, ProxyConfig
+from app.dispatch import Dispatcher
 from app.ids import IdGenerator
 from app.routing import Router, build_route
 from app.schemas.custom import Sampling
@@ -58,6 +59,7 @@ def make(prompt: str) -> tuple[ProxyState, Generation, RecordingCounter, EchoUps
         config=ProxyConfig(),
         router=Router({"m": route}, None),
         upstream=upstream,
+        dispatcher=Dispatcher(upstream),
         keys=KeyChecker([]),
         fingerprint="fp",
         ids=IdGenerator(),
@@ -69,6 +71,7 @@ def make(prompt: str) -> tuple[ProxyState, Generation, RecordingCounter, EchoUps
         sampling=Sampling(max_tokens=50, temperature=0.0, top_p=1.0, top_k=40),
         stops=(),
         chat=True,
+        retarget=lambda _route: job,
     )
     return state, job, counter, upstream
 

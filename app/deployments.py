@@ -1,0 +1,258 @@
+"""A model's deployments at run time: health, load, and which one takes the next attempt.
+
+Each configured deployment becomes one `Deployment` shared by the whole process. It counts the
+requests it has in flight and its failures in a row; after `cooldown.failures` of them it is
+skipped for `cooldown.seconds`, then exactly one request probes it: success makes it healthy
+again, failure cools it down once more. A Retry-After from the upstream keeps it out of the
+choice for that long as well.
+
+A model's `DeploymentGroup` picks a deployment for each attempt (`least-busy`: fewest in
+flight per unit of weight; `weighted`: smooth weighted round-robin, as nginx does it) and, when
+every deployment that could serve is at its `max_concurrency`, holds the request in a bounded
+queue. Everything runs on the event loop, so no locks: state changes between awaits only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from app.config import CooldownConfig, QueueConfig
+from app.errors import Overloaded, UpstreamUnavailable
+from app.upstream import UpstreamEndpoint
+
+log = logging.getLogger("app.deployments")
+
+Routing = Literal["least-busy", "weighted"]
+DeploymentState = Literal["healthy", "cooling_down", "probing"]
+
+MAX_RETRY_AFTER = 60.0  # an upstream's Retry-After is honoured up to this many seconds
+OVERLOADED_RETRY_AFTER = 1.0
+
+
+@dataclass(eq=False, slots=True)
+class Deployment:
+    """One upstream of one model, with its health and load; compared by identity."""
+
+    label: str  # "model[index]", for logs and /health/ready
+    endpoint: UpstreamEndpoint
+    upstream_model: str | None  # None: the route's upstream model
+    weight: int
+    max_concurrency: int | None
+    cooldown: CooldownConfig
+    in_flight: int = 0
+    failures_in_row: int = 0
+    cooling_until: float = 0.0  # time.monotonic(); skipped until then
+    blocked_until: float = 0.0  # the upstream's Retry-After
+    probing: bool = False  # a cooldown ended: the next request decides
+    probe_in_flight: bool = False
+    current_weight: int = 0  # smooth weighted round-robin
+    requests: int = 0
+    failures: int = 0
+    cooldowns: int = 0
+
+    def state(self, now: float) -> DeploymentState:
+        if now < self.cooling_until:
+            return "cooling_down"
+        return "probing" if self.probing else "healthy"
+
+    def ready(self, now: float) -> bool:
+        """Whether it may take a request now, load aside."""
+        if now < self.cooling_until or now < self.blocked_until:
+            return False
+        return not (self.probing and self.probe_in_flight)
+
+    def has_room(self) -> bool:
+        return self.max_concurrency is None or self.in_flight < self.max_concurrency
+
+    def take(self) -> None:
+        self.in_flight += 1
+        self.requests += 1
+        if self.probing:
+            self.probe_in_flight = True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self.probe_in_flight = False
+
+    def succeeded(self) -> None:
+        self.failures_in_row = 0
+        if self.probing:
+            self.probing = False
+            log.info("deployment %s is healthy again", self.label)
+
+    def failed(self, now: float, retry_after: float | None) -> None:
+        self.failures += 1
+        self.failures_in_row += 1
+        if retry_after is not None and retry_after > 0:
+            self.blocked_until = max(self.blocked_until, now + min(retry_after, MAX_RETRY_AFTER))
+        if self.probing or self.failures_in_row >= self.cooldown.failures:
+            log.warning(
+                "deployment %s %s; cooling down for %g s",
+                self.label,
+                "failed its probe" if self.probing else f"failed {self.failures_in_row} in a row",
+                self.cooldown.seconds,
+            )
+            self.cooling_until = now + self.cooldown.seconds
+            self.probing = True
+            self.failures_in_row = 0
+            self.cooldowns += 1
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        """Its state for /health/ready."""
+        return {
+            "deployment": self.label,
+            "api_base": self.endpoint.url,
+            "state": self.state(now),
+            "in_flight": self.in_flight,
+            "max_concurrency": self.max_concurrency,
+            "requests": self.requests,
+            "failures": self.failures,
+            "cooldowns": self.cooldowns,
+        }
+
+
+@dataclass(eq=False)
+class DeploymentGroup:
+    """The deployments of one model, the choice among them and the wait queue."""
+
+    members: list[Deployment]
+    routing: Routing
+    queue: QueueConfig
+    model: str
+    _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    _turn: int = 0  # rotates the start of least-busy's scan, so ties spread
+
+    # choosing
+    def pick(self, now: float, exclude: Iterable[Deployment] = ()) -> Deployment | None:
+        """The deployment for the next attempt, or None when none is ready with room.
+
+        Deployments in `exclude` (those already tried) are passed over while any other can
+        serve."""
+        members = self.members
+        if len(members) == 1:
+            only = members[0]
+            return only if only.ready(now) and only.has_room() else None
+        excluded = set(exclude)
+        candidates = [d for d in members if d not in excluded and d.ready(now) and d.has_room()]
+        if not candidates and excluded:
+            candidates = [d for d in members if d.ready(now) and d.has_room()]
+        if not candidates:
+            return None
+        if self.routing == "weighted":
+            return _smooth_weighted(candidates)
+        self._turn = (self._turn + 1) % len(candidates)
+        rotated = candidates[self._turn :] + candidates[: self._turn]
+        return min(rotated, key=lambda d: d.in_flight / d.weight)
+
+    async def acquire(self, now: float, deadline: float, exclude: list[Deployment]) -> Deployment:
+        """Take a deployment for one attempt (release it after): at once when one has room,
+        else after waiting in the queue. Raises UpstreamUnavailable when none is ready at all
+        (all cooling down) and Overloaded when the queue is full or the wait times out."""
+        if not self._waiters:  # newcomers do not overtake the queue
+            deployment = self.pick(now, exclude)
+            if deployment is not None:
+                deployment.take()
+                return deployment
+        if not any(d.ready(now) for d in self.members):
+            raise self._none_ready(now)
+        return await self._wait(now, deadline, exclude)
+
+    def release(self, deployment: Deployment) -> None:
+        deployment.release()
+        if self._waiters:
+            self._pass_on()
+
+    async def _wait(self, now: float, deadline: float, exclude: list[Deployment]) -> Deployment:
+        if len(self._waiters) >= self.queue.size:
+            raise Overloaded(
+                f"Model '{self.model}' is at capacity and its queue is full; "
+                "retry after a short wait.",
+                retry_after=OVERLOADED_RETRY_AFTER,
+            )
+        loop = asyncio.get_running_loop()
+        give_up = min(now + self.queue.timeout, deadline)
+        waited = give_up - now
+        first = True
+        while True:
+            waiter: asyncio.Future[None] = loop.create_future()
+            # A woken waiter that lost the slot to a newcomer keeps its place at the front.
+            if first:
+                self._waiters.append(waiter)
+                first = False
+            else:
+                self._waiters.appendleft(waiter)
+            try:
+                async with asyncio.timeout(give_up - time.monotonic()):
+                    await waiter
+            except BaseException as exc:  # the wait timed out, or the client went away
+                if waiter.done() and not waiter.cancelled():
+                    self._pass_on()  # woken as it gave up: the slot goes to the next one
+                else:
+                    self._discard(waiter)
+                if isinstance(exc, TimeoutError):
+                    raise Overloaded(
+                        f"Model '{self.model}' stayed at capacity for "
+                        f"{waited:.3g} s; retry after a short wait.",
+                        retry_after=OVERLOADED_RETRY_AFTER,
+                    ) from None
+                raise
+            now = time.monotonic()
+            deployment = self.pick(now, exclude)
+            if deployment is not None:
+                deployment.take()
+                if self._waiters and self.pick(now) is not None:
+                    self._pass_on()  # more room than this one waiter needed
+                return deployment
+            if not any(d.ready(now) for d in self.members):
+                raise self._none_ready(now)
+
+    def _pass_on(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _discard(self, waiter: asyncio.Future[None]) -> None:
+        with contextlib.suppress(ValueError):  # already taken off by a release
+            self._waiters.remove(waiter)
+
+    def _none_ready(self, now: float) -> UpstreamUnavailable:
+        back = min(max(d.cooling_until, d.blocked_until) for d in self.members)
+        return UpstreamUnavailable(
+            f"every deployment of model '{self.model}' is cooling down or asked to wait",
+            retry_after=max(back - now, 0.0),
+        )
+
+    # reporting
+    @property
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    def can_serve(self, now: float) -> bool:
+        """Whether any deployment is not cooling down (for /health/ready)."""
+        return any(now >= d.cooling_until for d in self.members)
+
+    def snapshot(self, now: float) -> list[dict[str, object]]:
+        return [deployment.snapshot(now) for deployment in self.members]
+
+
+def _smooth_weighted(candidates: list[Deployment]) -> Deployment:
+    """nginx's smooth weighted round-robin: over any window, picks in proportion to weight,
+    interleaved rather than in bursts."""
+    total = 0
+    best = candidates[0]
+    for deployment in candidates:
+        deployment.current_weight += deployment.weight
+        total += deployment.weight
+        if deployment.current_weight > best.current_weight:
+            best = deployment
+    best.current_weight -= total
+    return best

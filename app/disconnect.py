@@ -1,0 +1,55 @@
+"""Cancel a request's work when its client goes away, at no cost to requests that finish fast.
+
+Watching for a disconnect means a task blocked on `receive()`; making one per request would
+cost as much as the rest of a short request. So `DisconnectWatch` only arms a timer: once the
+work has run for `after` seconds, a watcher task starts; when the client disconnects, it
+cancels the task that does the work, and `client_gone` tells that task why it was cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+from starlette.types import Receive
+
+WATCH_AFTER_SECONDS = 0.25
+
+
+class DisconnectWatch:
+    """`with DisconnectWatch(receive): await work()` — cancelled if the client leaves."""
+
+    def __init__(self, receive: Receive, *, after: float = WATCH_AFTER_SECONDS) -> None:
+        self._receive = receive
+        self._after = after
+        self._owner: asyncio.Task[object] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.client_gone = False
+
+    def __enter__(self) -> DisconnectWatch:
+        self._owner = asyncio.current_task()
+        self._timer = asyncio.get_running_loop().call_later(self._after, self._start)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    def _start(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        # The body has been read: the next message is the disconnect, whenever it comes.
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self.client_gone = True
+        if self._owner is not None:
+            self._owner.cancel()
