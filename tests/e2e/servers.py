@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -133,3 +134,19 @@ def start_server(
         log_file.close()
         raise
     return Server(name=name, port=port, log_path=log_path, process=process, _log_file=log_file)
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll a condition with a deadline (never a fixed sleep as the wait itself)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(POLL_INTERVAL)
+
+
+def mock_stats(server: Server) -> dict[str, int]:
+    """A mock upstream's counters: requests, faults, in_flight."""
+    response = httpx.get(f"{server.url}/_mock/stats", timeout=5)
+    assert response.status_code == 200, response.text
+    result: dict[str, int] = response.json()
+    return result

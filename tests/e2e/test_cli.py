@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.servers import Server, clean_env, free_port, start_server
+from tests.e2e.servers import Server, clean_env, free_port, start_server, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    """Poll a condition with a deadline (never a fixed sleep as the wait itself)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_two_workers_serve_the_demo(tmp_path: Path) -> None:

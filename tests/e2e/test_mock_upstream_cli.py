@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +14,14 @@ import orjson
 import pytest
 
 from app.mock_upstream import complete
-from tests.e2e.servers import Server, clean_env, free_port, start_server
+from tests.e2e.servers import (
+    Server,
+    clean_env,
+    free_port,
+    mock_stats,
+    start_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -47,21 +54,6 @@ def mocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server
             server.stop()
 
 
-def stats(server: Server) -> dict[str, int]:
-    response = httpx.get(f"{server.url}/_mock/stats", timeout=5)
-    assert response.status_code == 200
-    result: dict[str, int] = response.json()
-    return result
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Poll a condition with a deadline (never a fixed sleep as the wait itself)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def test_error_rate_with_a_seed_fails_about_half(mocks: dict[str, Server]) -> None:
     server = mocks["errors"]
     with httpx.Client(base_url=server.url, timeout=5) as client:
@@ -76,7 +68,7 @@ def test_error_rate_with_a_seed_fails_about_half(mocks: dict[str, Server]) -> No
         if response.status_code == 200:
             assert response.content == ANSWER
             assert "retry-after" not in response.headers
-    assert stats(server) == {"requests": 200, "faults": len(errors), "in_flight": 0}
+    assert mock_stats(server) == {"requests": 200, "faults": len(errors), "in_flight": 0}
 
 
 def test_fault_hang_times_the_request_out(mocks: dict[str, Server]) -> None:
@@ -86,8 +78,8 @@ def test_fault_hang_times_the_request_out(mocks: dict[str, Server]) -> None:
         pytest.raises(httpx.ReadTimeout),
     ):
         client.post("/inference", json=REQUEST)
-    assert stats(server)["faults"] == 1
-    wait_until(lambda: stats(server)["in_flight"] == 0)  # the mock saw the client leave
+    assert mock_stats(server)["faults"] == 1
+    wait_until(lambda: mock_stats(server)["in_flight"] == 0)  # the mock saw the client leave
 
 
 def test_fault_reset_body_cuts_the_body_short(mocks: dict[str, Server]) -> None:
@@ -124,7 +116,7 @@ def test_trickle_sends_a_byte_at_a_time_until_the_client_leaves(
                 break
     assert received == ANSWER[: len(received)]
     assert time.monotonic() - started >= 0.4  # bytes at 0, 0.2 and 0.4 s
-    wait_until(lambda: stats(server)["in_flight"] == 0)
+    wait_until(lambda: mock_stats(server)["in_flight"] == 0)
     # A read timeout shorter than the trickle's interval catches it.
     with (
         httpx.Client(base_url=server.url, timeout=httpx.Timeout(5, read=0.1)) as client,
@@ -138,17 +130,17 @@ def test_trickle_sends_a_byte_at_a_time_until_the_client_leaves(
 
 def test_stats_count_and_reset(mocks: dict[str, Server]) -> None:
     server = mocks["plain"]
-    wait_until(lambda: stats(server)["in_flight"] == 0)  # other tests share this mock
+    wait_until(lambda: mock_stats(server)["in_flight"] == 0)  # other tests share this mock
     with httpx.Client(base_url=server.url, timeout=5) as client:
         client.post("/_mock/reset-stats")
         for fault in [None, None, "status:429", "not-ok"]:
             headers = {"x-mock-fault": fault} if fault else {}
             client.post("/inference", json=REQUEST, headers=headers)
         assert client.get("/inference").status_code == 405
-        assert stats(server) == {"requests": 4, "faults": 2, "in_flight": 0}
+        assert mock_stats(server) == {"requests": 4, "faults": 2, "in_flight": 0}
         reset = client.post("/_mock/reset-stats")
         assert reset.json() == {"requests": 4, "faults": 2, "in_flight": 0}
-    assert stats(server) == {"requests": 0, "faults": 0, "in_flight": 0}
+    assert mock_stats(server) == {"requests": 0, "faults": 0, "in_flight": 0}
 
 
 def test_a_bad_option_is_a_usage_error(tmp_path: Path) -> None:
