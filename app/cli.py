@@ -172,7 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         log_config=log_config(settings.log_level),
         access_log=False,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         proxy_headers=False,  # nothing reads the client address; saves an ASGI layer per request
         server_header=False,
     )

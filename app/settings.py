@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         description="set by `serve` when it starts the built-in mock upstream for the demo model",
     )
     log_level: str = "info"
+    shutdown_grace_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="on SIGTERM: how long requests in flight may take to finish",
+    )
     loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop", description="event loop: uvloop or asyncio (see README, Performance)"
     )

@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import gzip
 import shutil
+import socket
 import ssl
 import subprocess
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
@@ -601,6 +603,50 @@ async def test_max_connections_is_counted_per_origin(serve: ServeFactory) -> Non
         assert (await post(pool, fast)).body == b"fast"
         release.set()
         assert (await waiting).body == b"held"
+
+
+async def test_timeouts_do_not_exhaust_the_pool(serve: ServeFactory) -> None:
+    """Every slot taken by a request that timed out is free again (httpcore issue 550)."""
+
+    async def first_ten_hang(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            if len(peer.server.requests) <= 10:
+                await peer.until_closed()
+                return
+            await peer.write(answer(b"ok"))
+
+    server = await serve(first_ten_hang)
+    async with aclosing(HTTPPool(max_connections=2)) as pool:
+        for _ in range(10):
+            with pytest.raises(TimeoutError):
+                await post_expiring_once_seen(pool, server)
+        responses = await asyncio.gather(*(post(pool, server) for _ in range(4)))
+    assert [response.body for response in responses] == [b"ok"] * 4
+
+
+async def test_a_connection_not_made_in_time_is_connect_failed() -> None:
+    """A listener whose accept queue is full drops the SYN: the connect hangs until its timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(4):  # fill the accept queue (never accepted)
+                filler = socket.socket()
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+                fillers.append(filler)
+            target = prepare_post(f"http://127.0.0.1:{port}/generate", {})
+            async with aclosing(HTTPPool(connect_timeout=0.2)) as pool:
+                started = time.monotonic()
+                with pytest.raises(ConnectFailed, match="no connection within 0.2 s"):
+                    await pool.post(target, b"", b"{}")
+                assert time.monotonic() - started < 5
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 # Failures

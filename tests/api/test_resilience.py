@@ -1,0 +1,133 @@
+"""Fallbacks and readiness over the ASGI app: what each model is sent, and what the client sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+
+from app.config import ProxyConfig
+from app.mock_upstream import complete
+from tests.api.conftest import FakeUpstream, assert_error, chat_body, model
+
+
+def failing_on(path: str, status: int) -> Callable[[httpx.Request], httpx.Response]:
+    """Answer `status` for one model's upstream path, and normally for the others."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == path:
+            return httpx.Response(status, json={"message": "down", "data": []})
+        answer_status, payload = complete(orjson.loads(request.content))
+        return httpx.Response(answer_status, content=orjson.dumps(payload))
+
+    return handler
+
+
+def config_with_fallback(**primary: Any) -> ProxyConfig:
+    return ProxyConfig(
+        models=[
+            model("primary", fallbacks=["llama", "raw-backup"], **primary),
+            model("llama", prompt_template="llama2", defaults={"max_tokens": 7}),
+            model("raw-backup"),
+        ]
+    )
+
+
+async def test_a_fallback_gets_the_request_in_its_own_template_and_defaults(
+    make_client: Callable[..., Any], fake_upstream: FakeUpstream
+) -> None:
+    client = await make_client(config_with_fallback())
+    fake_upstream.override = failing_on("/primary", 503)
+
+    response = await client.post("/v1/chat/completions", json=chat_body(model="primary"))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "primary"  # the name the client asked for
+    paths = [request.url.path for request in fake_upstream.requests]
+    assert paths == ["/primary", "/llama"]
+    sent = fake_upstream.bodies[1]
+    assert sent["model"] == "llama"
+    assert sent["params"]["prompt"] == ["<s>[INST] The capital of France is P [/INST]"]
+    assert sent["params"]["max_tokens"] == 7
+
+
+async def test_fallbacks_are_tried_in_order_until_one_answers(
+    make_client: Callable[..., Any], fake_upstream: FakeUpstream
+) -> None:
+    client = await make_client(config_with_fallback())
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path in ("/primary", "/llama"):
+            return httpx.Response(502, text="bad gateway")
+        return failing_on("", 0)(request)
+
+    fake_upstream.override = handler
+
+    response = await client.post("/v1/completions", json={"model": "primary", "prompt": "Hi"})
+
+    assert response.status_code == 200, response.text
+    assert [r.url.path for r in fake_upstream.requests] == ["/primary", "/llama", "/raw-backup"]
+
+
+async def test_when_every_fallback_fails_the_client_hears_the_primary_error(
+    make_client: Callable[..., Any], fake_upstream: FakeUpstream
+) -> None:
+    client = await make_client(config_with_fallback())
+    fake_upstream.override = lambda _request: httpx.Response(503, text="all down")
+
+    response = await client.post("/v1/chat/completions", json=chat_body(model="primary"))
+
+    error = assert_error(response, 503, code="upstream_unavailable")
+    assert error["message"] == "upstream answered HTTP 503: all down"
+    assert [r.url.path for r in fake_upstream.requests] == ["/primary", "/llama", "/raw-backup"]
+
+
+async def test_a_request_the_upstream_refuses_does_not_fall_back(
+    make_client: Callable[..., Any], fake_upstream: FakeUpstream
+) -> None:
+    client = await make_client(config_with_fallback())
+    fake_upstream.override = failing_on("/primary", 400)
+
+    response = await client.post("/v1/chat/completions", json=chat_body(model="primary"))
+
+    assert_error(response, 502, code="bad_upstream_response")
+    assert [request.url.path for request in fake_upstream.requests] == ["/primary"]
+
+
+async def test_ready_reports_every_deployment(
+    make_client: Callable[..., Any],
+) -> None:
+    config = ProxyConfig(
+        models=[
+            model("single"),
+            {
+                "name": "pair",
+                "deployments": [
+                    {"api_base": "http://a.test/x", "max_concurrency": 4},
+                    {"api_base": "http://b.test/x", "weight": 2},
+                ],
+            },
+        ]
+    )
+    client = await make_client(config)
+
+    response = await client.get("/health/ready")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert [m["model"] for m in body["models"]] == ["single", "pair"]
+    pair = body["models"][1]
+    assert pair["ready"] is True and pair["waiting"] == 0
+    assert pair["deployments"][0] == {
+        "deployment": "pair[0]",
+        "api_base": "http://a.test/x",
+        "state": "healthy",
+        "in_flight": 0,
+        "max_concurrency": 4,
+        "requests": 0,
+        "failures": 0,
+        "cooldowns": 0,
+    }
