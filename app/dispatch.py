@@ -67,7 +67,8 @@ class Dispatcher:
             attempt += 1
             deployment: Deployment | None = None
             try:
-                deployment = await group.acquire(self._clock(), deadline, tried)
+                now = self._clock()
+                deployment = group.take_now(now, tried) or await group.acquire(now, deadline, tried)
                 upstream_model = deployment.upstream_model or route.upstream_model
                 body = bodies.get(upstream_model)
                 if body is None:
