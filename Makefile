@@ -42,3 +42,14 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/run.py --smoke $(BENCH_ARGS)
+
+# The container checks (tests/container): the wheel from `python -m build` serves from a fresh venv;
+# the Dockerfile's image builds, runs and passes its checks; docker-compose.yml comes up with
+# podman-compose and the README's curl works. Needs root for podman (installed with apt-get when
+# missing; skipped with the reason where it cannot be). A few minutes; STEPS='image' runs one step.
+STEPS ?=
+
+.PHONY: container-test
+
+container-test: $(STAMP)
+	$(BIN)/python -m tests.container $(STEPS)

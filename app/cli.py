@@ -21,6 +21,10 @@ from app.settings import Settings
 
 log = logging.getLogger("app")
 
+# Read when neither --config nor PROXY_CONFIG names a config and this file exists: where the
+# container image (and a system install) expects one.
+DEFAULT_CONFIG = Path("/etc/custom-llm-proxy/config.yaml")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -120,9 +124,14 @@ def log_config(level: str) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "plain"},
+            # stdout, as containers and process managers expect of a service's logs
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stdout",
+            },
         },
-        "root": {"handlers": ["stderr"], "level": level.upper()},
+        "root": {"handlers": ["stdout"], "level": level.upper()},
         "loggers": {
             "uvicorn": {"handlers": [], "propagate": True, "level": level.upper()},
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level.upper()},
@@ -145,6 +154,9 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[variable] = str(value)
     settings = Settings()
     logging.config.dictConfig(log_config(settings.log_level))
+    if settings.config is None and DEFAULT_CONFIG.is_file():
+        os.environ["PROXY_CONFIG"] = str(DEFAULT_CONFIG)  # the container's mount point
+        settings = Settings()
     if settings.config is None and settings.api_base is None:
         from app.demo import start_demo_upstream
 
