@@ -119,6 +119,7 @@ class ModelConfig(_Strict):
     retry_backoff_max_seconds: float = Field(default=2.0, ge=0)
     deadline: float = Field(default=600.0, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
+    max_tokens_cap: int | None = Field(default=None, ge=1)  # a client asking more gets a 400
     queue: QueueConfig = QueueConfig()
     cooldown: CooldownConfig = CooldownConfig()
     upstream_model: str | None = None
@@ -145,6 +146,8 @@ class ModelConfig(_Strict):
             raise ValueError("give either 'api_base' or a non-empty 'deployments' list")
         if self.name in self.fallbacks:
             raise ValueError("a model cannot be its own fallback")
+        if self.max_tokens_cap is not None and self.defaults.max_tokens > self.max_tokens_cap:
+            raise ValueError("defaults.max_tokens is above max_tokens_cap")
         return self
 
     @property
@@ -165,6 +168,8 @@ class ProxyConfig(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     api_keys: list[str] = Field(default_factory=list)
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(default=1000, ge=1)  # chat messages, or legacy prompts
+    max_prompt_chars: int = Field(default=8_000_000, ge=1)  # text sent upstream, × n
     stream_keepalive_seconds: float = Field(default=10.0, gt=0)
     upstream_max_connections: int = Field(default=1000, ge=1)
     max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

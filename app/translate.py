@@ -138,6 +138,32 @@ def resolve_sampling(
     )
 
 
+def check_max_tokens(requested: int | None, cap: int | None, param: str) -> None:
+    """A client's max_tokens above the model's configured cap is a 400 naming the param."""
+    if requested is not None and cap is not None and requested > cap:
+        raise InvalidRequest(
+            f"'{param}' is {requested}, above this model's limit of {cap}.", param=param
+        )
+
+
+def check_count(count: int, limit: int, param: str, what: str) -> None:
+    """More items than the proxy takes (messages, prompts) is a 400 naming the param."""
+    if count > limit:
+        raise InvalidRequest(f"The request has {count} {what}; the limit is {limit}.", param=param)
+
+
+def check_prompt_size(prompts: list[str], limit: int, param: str) -> None:
+    """The text sent upstream (each prompt once per choice) must stay within `limit` chars."""
+    size = sum(len(prompt) for prompt in prompts)
+    if size > limit:
+        raise InvalidRequest(
+            f"The prompt text to generate from is {size} characters (counting each of the n "
+            f"choices); the limit is {limit}.",
+            param=param,
+            code="context_length_exceeded",
+        )
+
+
 def chat_max_tokens(request: ChatCompletionRequest) -> int | None:
     """`max_completion_tokens` (the current name) wins over `max_tokens` (the deprecated one)."""
     if request.max_completion_tokens is not None:

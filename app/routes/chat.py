@@ -16,6 +16,9 @@ from app.streaming import chat_chunks
 from app.translate import (
     chat_max_tokens,
     check_chat_features,
+    check_count,
+    check_max_tokens,
+    check_prompt_size,
     flatten_messages,
     resolve_sampling,
     stop_sequences,
@@ -28,9 +31,12 @@ async def create_chat_completion(request: Request) -> Answer:
     state, chat = await authorized_body(request, ChatCompletionRequest)
     route = state.router.resolve(chat.model)
     check_chat_features(chat)
+    check_count(len(chat.messages), state.config.max_messages, "messages", "messages")
+    job = chat_generation(chat, route)
+    check_prompt_size(job.prompts, state.config.max_prompt_chars, "messages")
     return await serve_generation(
         state,
-        chat_generation(chat, route),
+        job,
         request_id=request.scope["request_id"],
         receive=request.receive,
         client=chat,
@@ -46,10 +52,13 @@ def chat_generation(chat: ChatCompletionRequest, route: ModelRoute) -> Generatio
         prompt = route.template.render(flatten_messages(chat.messages))
     except PromptRenderError as exc:
         raise InvalidRequest(f"The messages cannot be rendered: {exc}", param="messages") from exc
+    max_tokens = chat_max_tokens(chat)
+    param = "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens"
+    check_max_tokens(max_tokens, route.config.max_tokens_cap, param)
     return Generation(
         route=route,
         prompts=[prompt] * (chat.n or 1),
-        sampling=resolve_sampling(chat, route.config.defaults, chat_max_tokens(chat)),
+        sampling=resolve_sampling(chat, route.config.defaults, max_tokens),
         stops=stop_sequences(chat.stop),
         counted_prompts=[prompt],
         chat=True,

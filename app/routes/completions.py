@@ -12,6 +12,9 @@ from app.schemas.openai import CompletionRequest
 from app.serving import Answer, Generation, serve_generation
 from app.streaming import text_chunks
 from app.translate import (
+    check_count,
+    check_max_tokens,
+    check_prompt_size,
     completion_prompts,
     resolve_sampling,
     stop_sequences,
@@ -23,9 +26,13 @@ async def create_completion(request: Request) -> Answer:
     """Text completion for one prompt or a list of prompts; choices in prompt order."""
     state, legacy = await authorized_body(request, CompletionRequest)
     route = state.router.resolve(legacy.model)
+    if isinstance(legacy.prompt, list):  # before the prompts are multiplied by n
+        check_count(len(legacy.prompt), state.config.max_messages, "prompt", "prompts")
+    job = completion_generation(legacy, route)
+    check_prompt_size(job.prompts, state.config.max_prompt_chars, "prompt")
     return await serve_generation(
         state,
-        completion_generation(legacy, route),
+        job,
         request_id=request.scope["request_id"],
         receive=request.receive,
         client=legacy,
@@ -38,6 +45,7 @@ async def create_completion(request: Request) -> Answer:
 def completion_generation(legacy: CompletionRequest, route: ModelRoute) -> Generation:
     """The completion request as a generation for one model, with that model's defaults."""
     prompts = completion_prompts(legacy)
+    check_max_tokens(legacy.max_tokens, route.config.max_tokens_cap, "max_tokens")
     n = legacy.n or 1
     return Generation(
         route=route,

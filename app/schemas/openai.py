@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 TopP = Annotated[float, Field(ge=0.0, le=1.0)]
 Stop = str | Annotated[list[str], Field(max_length=16)]
+# Integers the proxy sends upstream stay within 32 bits: JSON encoders (and the upstream's own
+# parsers) refuse or wrap larger ones.
+INT32_MAX = 2**31 - 1
 
 
 class _Request(BaseModel):
@@ -50,7 +53,7 @@ class SamplingFields(_Request):
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
     logprobs: Any = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     n: int | None = Field(default=None, ge=1, le=128)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     seed: int | None = None
@@ -61,7 +64,7 @@ class SamplingFields(_Request):
     top_p: TopP | None = None
     user: str | None = None
     # Not OpenAI's: the custom format's own knob, sent through the SDK's extra_body.
-    top_k: int | None = Field(default=None, ge=-1)
+    top_k: int | None = Field(default=None, ge=-1, le=INT32_MAX)
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -71,7 +74,7 @@ class ChatCompletionRequest(SamplingFields):
     audio: Any = None
     function_call: Any = None
     functions: Any = None
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     modalities: Any = None
     parallel_tool_calls: Any = None
     response_format: Any = None
