@@ -53,3 +53,13 @@ STEPS ?=
 
 container-test: $(STAMP)
 	$(BIN)/python -m tests.container $(STEPS)
+
+# The fault soak (bench/README.md): OpenAI SDK clients against a model with a healthy, a flapping
+# and a hanging deployment, one killed and restarted mid-run. CI runs an 8 s form
+# (tests/bench/test_soak.py); by hand: `make soak` (5 minutes), SOAK_ARGS='--duration 60'.
+SOAK_ARGS ?= --duration 300 --clients 64
+
+.PHONY: soak
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
