@@ -167,7 +167,8 @@ async def test_unsafe_request_ids_are_replaced_not_echoed(
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"model": "raw-model", "messages": [{"role": "user", "content": "x"}], "top_p": Infinity}',
+        b'{"model": "raw-model", "messages": [{"role": "user", "content": "x"}], '
+        b'"top_p": Infinity}',
         b'{"model": "raw-model", "messages": [{"role": "user", "content": "x"}], "n": 1e400}',
         b'{"model": "raw-model", "messages": [{"role": "user", "content": "x"}], "n": 1.5}',
         b'{"model": "raw-model", "messages": [{"role": "user", "content": "x"}], '
