@@ -34,13 +34,15 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
 FROM python:3.12-slim-bookworm AS runtime
 
 # No .pyc written at run time (the venv is read-only to the user; pip compiled it at build time);
-# logs leave unbuffered. Inside a container the proxy listens on every interface.
+# logs leave unbuffered, one JSON object per line. Inside a container the proxy listens on every
+# interface.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PROXY_HOST=0.0.0.0 \
     PROXY_PORT=8000 \
-    PROXY_WORKERS=1
+    PROXY_WORKERS=1 \
+    PROXY_LOG_FORMAT=json
 
 RUN groupadd --system --gid 10001 llmproxy \
  && useradd --system --uid 10001 --gid llmproxy --no-create-home --home-dir /nonexistent \

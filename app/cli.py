@@ -6,7 +6,9 @@ import argparse
 import logging
 import logging.config
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (env PROXY_PORT, default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (env PROXY_WORKERS)")
     serve.add_argument("--log-level", help="debug, info, warning, error (env PROXY_LOG_LEVEL)")
+    serve.add_argument(
+        "--log-format", choices=["text", "json"], help="text or json (env PROXY_LOG_FORMAT)"
+    )
     serve.set_defaults(run=_serve)
 
     mock = commands.add_parser(
@@ -117,17 +122,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def log_config(level: str) -> dict[str, Any]:
-    """One format for the proxy's and uvicorn's loggers, in every worker process."""
+def log_config(level: str, log_format: str = "text", *, access_log: bool = True) -> dict[str, Any]:
+    """One format for the proxy's and uvicorn's loggers, in every worker process: text, or one
+    JSON object per line (app.logs). The access log is the `app.access` logger at INFO."""
+    formatter = "app.logs.JsonFormatter" if log_format == "json" else "app.logs.TextFormatter"
+    # Off, the access logger is above INFO, so no request builds its line.
+    access = {} if access_log else {"app.access": {"level": "WARNING"}}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "formatters": {"default": {"()": formatter}},
         "handlers": {
             # stdout, as containers and process managers expect of a service's logs
             "stdout": {
                 "class": "logging.StreamHandler",
-                "formatter": "plain",
+                "formatter": "default",
                 "stream": "ext://sys.stdout",
             },
         },
@@ -136,6 +145,7 @@ def log_config(level: str) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True, "level": level.upper()},
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level.upper()},
             "uvicorn.access": {"handlers": [], "propagate": False},
+            **access,
         },
     }
 
@@ -148,12 +158,13 @@ def _serve(args: argparse.Namespace) -> int:
         ("port", "PROXY_PORT"),
         ("workers", "PROXY_WORKERS"),
         ("log_level", "PROXY_LOG_LEVEL"),
+        ("log_format", "PROXY_LOG_FORMAT"),
     ):
         value = getattr(args, option)
         if value is not None:
             os.environ[variable] = str(value)
     settings = Settings()
-    logging.config.dictConfig(log_config(settings.log_level))
+    logging.config.dictConfig(_log_config(settings))
     if settings.config is None and DEFAULT_CONFIG.is_file():
         os.environ["PROXY_CONFIG"] = str(DEFAULT_CONFIG)  # the container's mount point
         settings = Settings()
@@ -168,6 +179,15 @@ def _serve(args: argparse.Namespace) -> int:
             "upstream at %s",
             url,
         )
+    metrics_dir = _share_metrics(settings.workers)  # before any metric is written
+    try:
+        return _run(settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run(settings: Settings) -> int:
     try:
         app = create_app(settings, tune_gc=True)  # checks the config before anything listens
     except ConfigError as exc:
@@ -182,13 +202,58 @@ def _serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         loop=settings.loop,
         http="httptools",
-        log_config=log_config(settings.log_level),
-        access_log=False,
+        log_config=_log_config(settings),
+        access_log=False,  # the proxy's own, app.access, has the request's fields
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         proxy_headers=False,  # nothing reads the client address; saves an ASGI layer per request
         server_header=False,
     )
     return 0
+
+
+def _log_config(settings: Settings) -> dict[str, Any]:
+    return log_config(settings.log_level, settings.log_format, access_log=settings.access_log)
+
+
+def _share_metrics(workers: int) -> Path | None:
+    """Let worker processes add up their metrics: prometheus-client's multiprocess mode, in
+    which each process writes its figures to files in PROMETHEUS_MULTIPROC_DIR.
+
+    The variable must be set before a worker imports prometheus_client: the workers are
+    spawned, fresh interpreters, so setting it here is in time. A directory named by the
+    environment is emptied (figures of an earlier run would add up with this one's); one made
+    here is returned, to be removed at exit, and carries this process's id in its name, so
+    that a later start removes it if this process was killed before it could."""
+    named = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if named:
+        directory = Path(named)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        return None
+    if workers == 1:
+        return None
+    temp = Path(tempfile.gettempdir())
+    for left in temp.glob(f"{_METRICS_DIR_PREFIX}*-*"):
+        owner = left.name.removeprefix(_METRICS_DIR_PREFIX).partition("-")[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(left, ignore_errors=True)
+    made = Path(tempfile.mkdtemp(prefix=f"{_METRICS_DIR_PREFIX}{os.getpid()}-", dir=temp))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(made)
+    return made
+
+
+_METRICS_DIR_PREFIX = "custom-llm-proxy-metrics-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 _MOCK_UPSTREAM_EPILOG = """\

@@ -15,7 +15,11 @@
         routing: least-busy          # or weighted
         fallbacks: [llama-2-13b]     # tried when every deployment failed
         max_retries: 2
-    api_keys: ["sk-..."]
+    api_keys:
+      - sk-plain-key                 # a plain key, or an object with a name, models and limits:
+      - {key: "sha256:<64 hex>", name: alice, models: [llama], rpm: 60, tpm: 100000,
+         expires: 2026-12-31}
+    rate_limit: {policy: fail_open}  # counted in memory, or in Redis (PROXY_REDIS_URL)
 
 `${VAR}` (or `${VAR:-fallback}`) in any string is taken from the environment when the file is
 loaded; an unset variable without a fallback is an error. Every error names the file, the model
@@ -24,9 +28,11 @@ and the field.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,6 +138,9 @@ class ModelConfig(_Strict):
     strip_prompt: Literal["auto", "always", "never"] = "auto"
     tokenizer: Path | None = None
     owned_by: str = "custom-llm-proxy"
+    log_content: bool | None = None  # prompt and completion in the access log; None: top level's
+    rpm: int | None = Field(default=None, ge=1)  # for all keys together, per minute
+    tpm: int | None = Field(default=None, ge=1)
 
     @field_validator("api_base")
     @classmethod
@@ -162,11 +171,149 @@ class ModelConfig(_Strict):
         return self.deployments
 
 
+_SHA256_KEY = re.compile(r"sha256:[0-9a-fA-F]{64}")
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,63}")
+
+
+class ApiKeyConfig(_Strict):
+    """A client key: plain or `sha256:<64 hex>`; optionally named, limited to some models, with
+    its own per-minute limits, and expiring. A plain string in `api_keys` is `{key: <string>}`.
+
+    `expires` is a datetime (UTC unless it says otherwise) or a date, which means 00:00 UTC of
+    that day: `expires: 2026-12-31` works until the end of 2026-12-30.
+    """
+
+    key: str = Field(min_length=1)
+    name: str | None = None
+    models: list[str] | None = None  # None: every model
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    expires: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_string(cls, value: object) -> object:
+        return {"key": value} if isinstance(value, str) else value
+
+    @field_validator("key")
+    @classmethod
+    def _key_form(cls, value: str) -> str:
+        if value.startswith("sha256:"):
+            if not _SHA256_KEY.fullmatch(value):
+                raise ValueError("a hashed key must be 'sha256:' followed by 64 hex digits")
+        elif any(char.isspace() or not char.isprintable() for char in value):
+            raise ValueError("a key cannot contain spaces or control characters")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_form(cls, value: str | None) -> str | None:
+        if value is not None and not _KEY_NAME.fullmatch(value):
+            raise ValueError(
+                "a key name is 1 to 64 letters, digits and . _ : @ / + - (it appears in logs "
+                "and metrics)"
+            )
+        return value
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _date_is_midnight_utc(cls, value: object) -> object:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return value
+
+    @field_validator("expires")
+    @classmethod
+    def _naive_is_utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    @property
+    def digest(self) -> bytes:
+        """The key's SHA-256 digest: what the proxy compares (and all it needs to keep)."""
+        if self.key.startswith("sha256:"):
+            return bytes.fromhex(self.key.removeprefix("sha256:"))
+        return hashlib.sha256(self.key.encode()).digest()
+
+    @property
+    def label(self) -> str:
+        """The key's name, or `key-<first 8 hex digits of its digest>`: never the key."""
+        return self.name or f"key-{self.digest.hex()[:8]}"
+
+
+class RateLimitConfig(_Strict):
+    """Where per-key and per-model limits are counted: in each process's memory, or in Redis,
+    shared by every worker and replica. `policy` says what happens while Redis cannot answer."""
+
+    backend: Literal["memory", "redis"] | None = None  # None: redis when a Redis URL is set
+    redis_url: str | None = None  # PROXY_REDIS_URL wins over it
+    policy: Literal["fail_open", "fail_closed"] = "fail_open"
+    redis_timeout: float = Field(default=0.25, gt=0)  # seconds for one Redis call
+    retry_seconds: float = Field(default=1.0, gt=0)  # Redis unreachable: ask again after this
+    key_prefix: str = Field(default="clp:rl:", min_length=1)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
+_ORIGIN = re.compile(r"https?://[^/\s]+")
+_EXPOSED_HEADERS = [
+    "x-request-id",
+    "x-proxy-overhead-ms",
+    "x-upstream-latency-ms",
+    "retry-after",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+]
+
+
+class CorsConfig(_Strict):
+    """Browser clients on other origins (Starlette's CORSMiddleware); no CORS unless set."""
+
+    allow_origins: list[str] = Field(min_length=1)  # exact origins, or ["*"]
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST"])
+    allow_headers: list[str] = Field(default_factory=lambda: ["*"])
+    allow_credentials: bool = False
+    expose_headers: list[str] = Field(default_factory=lambda: list(_EXPOSED_HEADERS))
+    max_age: int = Field(default=600, ge=0)  # seconds a browser may cache a preflight answer
+
+    @field_validator("allow_origins")
+    @classmethod
+    def _origin_form(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] without a path or a "
+                    "trailing slash, or '*'"
+                )
+        return origins
+
+    @model_validator(mode="after")
+    def _credentials_need_origins(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("allow_credentials needs the origins listed, not '*'")
+        return self
+
+
+class MetricsConfig(_Strict):
+    """GET /metrics: open to whoever reaches the proxy unless `require_key`."""
+
+    require_key: bool = False
+
+
 class ProxyConfig(_Strict):
     """The whole file."""
 
     models: list[ModelConfig] = Field(default_factory=list)
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    rate_limit: RateLimitConfig = RateLimitConfig()
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_messages: int = Field(default=1000, ge=1)  # chat messages, or legacy prompts
     max_prompt_chars: int = Field(default=8_000_000, ge=1)  # text sent upstream, × n
@@ -174,6 +321,9 @@ class ProxyConfig(_Strict):
     upstream_max_connections: int = Field(default=1000, ge=1)
     max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     connect_timeout: float = Field(default=5.0, gt=0)
+    log_content: bool = False  # prompt and completion text in the access log
+    cors: CorsConfig | None = None
+    metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("models")
     @classmethod
@@ -190,6 +340,40 @@ class ProxyConfig(_Strict):
                         f"model {model.name!r}: fallback {fallback!r} is not a configured model"
                     )
         return models
+
+    @field_validator("api_keys")
+    @classmethod
+    def _distinct_keys(cls, keys: list[ApiKeyConfig]) -> list[ApiKeyConfig]:
+        return _check_distinct_keys(keys)
+
+
+def _check_distinct_keys(keys: list[ApiKeyConfig]) -> list[ApiKeyConfig]:
+    """Each key once, each label once: limits and metrics are counted per label."""
+    digests: dict[bytes, int] = {}
+    labels: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        first = digests.setdefault(key.digest, index)
+        if first != index:
+            raise ValueError(f"api_keys[{index}] is the same key as api_keys[{first}]")
+        first = labels.setdefault(key.label, index)
+        if first != index:
+            raise ValueError(f"api_keys[{index}] has the same name as api_keys[{first}]")
+    return keys
+
+
+def with_extra_keys(config: ProxyConfig, keys: list[str], source: str) -> ProxyConfig:
+    """The config with plain keys from elsewhere (PROXY_API_KEYS) added to its `api_keys`."""
+    if not keys:
+        return config
+    try:
+        extra = [ApiKeyConfig.model_validate(key) for key in keys]
+        merged = [*config.api_keys, *extra]
+        _check_distinct_keys(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {exc.errors()[0]['msg']}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    return config.model_copy(update={"api_keys": merged})
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> ProxyConfig:

@@ -25,6 +25,7 @@ from typing import Literal
 
 from app.config import CooldownConfig, QueueConfig
 from app.errors import Overloaded, UpstreamUnavailable
+from app.metrics import COOLDOWNS, DEPLOYMENT_UP
 from app.upstream import UpstreamEndpoint
 
 log = logging.getLogger("app.deployments")
@@ -56,6 +57,7 @@ class Deployment:
     requests: int = 0
     failures: int = 0
     cooldowns: int = 0
+    model: str = ""  # set by its DeploymentGroup; with the label, it names the metrics
 
     def state(self, now: float) -> DeploymentState:
         if now < self.cooling_until:
@@ -86,6 +88,7 @@ class Deployment:
         if self.probing:
             self.probing = False
             log.info("deployment %s is healthy again", self.label)
+            DEPLOYMENT_UP.labels(self.model, self.label).set(1)
 
     def failed(self, now: float, retry_after: float | None) -> None:
         self.failures += 1
@@ -103,6 +106,8 @@ class Deployment:
             self.probing = True
             self.failures_in_row = 0
             self.cooldowns += 1
+            COOLDOWNS.labels(self.model, self.label).inc()
+            DEPLOYMENT_UP.labels(self.model, self.label).set(0)
 
     def snapshot(self, now: float) -> dict[str, object]:
         """Its state for /health/ready."""
@@ -128,6 +133,11 @@ class DeploymentGroup:
     model: str
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     _turn: int = 0  # rotates the start of least-busy's scan, so ties spread
+
+    def __post_init__(self) -> None:
+        for member in self.members:
+            member.model = self.model
+            DEPLOYMENT_UP.labels(self.model, member.label).set(1)
 
     # choosing
     def pick(self, now: float, exclude: Iterable[Deployment] = ()) -> Deployment | None:

@@ -24,9 +24,11 @@ from collections.abc import Awaitable, Callable
 from app.config import ModelConfig
 from app.deployments import Deployment
 from app.errors import UpstreamError, UpstreamReadTimeout, UpstreamUnavailable
+from app.metrics import RETRIES
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling, parse_custom_response, to_custom_request
-from app.upstream import UpstreamClient, UpstreamRequest
+from app.telemetry import RequestRecord
+from app.upstream import UpstreamClient, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger("app.dispatch")
 
@@ -53,9 +55,15 @@ class Dispatcher:
         self._clock = clock
 
     async def complete(
-        self, route: ModelRoute, prompts: list[str], sampling: Sampling, request_id: str
+        self,
+        route: ModelRoute,
+        prompts: list[str],
+        sampling: Sampling,
+        request_id: str,
+        record: RequestRecord | None = None,
     ) -> list[str]:
-        """The first output for each prompt, or the last attempt's error."""
+        """The first output for each prompt, or the last attempt's error. The request's
+        `record` gets each attempt's deployment and time, and the retries."""
         config = route.config
         group = route.deployments
         deadline = self._clock() + config.deadline
@@ -76,7 +84,7 @@ class Dispatcher:
                         upstream_model, prompts, sampling
                     )
                 return await self._attempt(
-                    route, deployment, body, len(prompts), request_id, deadline
+                    route, deployment, body, len(prompts), request_id, deadline, record
                 )
             except UpstreamError as error:
                 none_ready = deployment is None
@@ -92,6 +100,9 @@ class Dispatcher:
                     raise
                 if not none_ready:
                     last_failure = error
+                RETRIES.labels(group.model, "" if deployment is None else deployment.label).inc()
+                if record is not None:
+                    record.retries += 1
                 log.info(
                     "retrying model %s (attempt %d of %d) in %.3f s after: %s (request %s)",
                     route.name,
@@ -115,6 +126,7 @@ class Dispatcher:
         expected: int,
         request_id: str,
         deadline: float,
+        record: RequestRecord | None,
     ) -> list[str]:
         endpoint = deployment.endpoint
         timeout = min(endpoint.timeout, deadline - self._clock())
@@ -125,8 +137,8 @@ class Dispatcher:
             )
         response = None
         try:
-            response = await self.upstream.send(
-                UpstreamRequest(endpoint, body, request_id, route.name, timeout)
+            response = await self._send(
+                UpstreamRequest(endpoint, body, request_id, route.name, timeout), deployment, record
             )
             outputs = parse_custom_response(response.status, response.body, expected)
         except UpstreamError as error:
@@ -139,6 +151,17 @@ class Dispatcher:
             raise
         deployment.succeeded()
         return outputs
+
+    async def _send(
+        self, request: UpstreamRequest, deployment: Deployment, record: RequestRecord | None
+    ) -> UpstreamResponse:
+        if record is None:
+            return await self.upstream.send(request)
+        record.begin_attempt(deployment)
+        try:
+            return await self.upstream.send(request)
+        finally:
+            record.end_attempt(deployment)
 
     def _retry_delay(
         self,

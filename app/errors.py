@@ -4,12 +4,15 @@
     ├── InvalidRequest              400 invalid_request_error
     │   └── UnsupportedParameter    400 invalid_request_error / unsupported_parameter
     ├── AuthenticationFailed        401 invalid_request_error / invalid_api_key
+    ├── PermissionDenied            403 invalid_request_error / model_not_allowed
     ├── NotFound                    404 invalid_request_error / not_found
     │   └── ModelNotFound           404 invalid_request_error / model_not_found
     ├── MethodNotAllowed            405 invalid_request_error / method_not_allowed
     ├── PayloadTooLarge             413 invalid_request_error / request_too_large
+    ├── RateLimited                 429 rate_limit_error / rate_limit_exceeded (the proxy's limits)
     ├── ClientClosedRequest         499 (nginx's code; the client is gone and never sees it)
     ├── Overloaded                  503 server_error / overloaded (the proxy's own queue is full)
+    ├── LimitsUnavailable           503 server_error / rate_limit_backend_unavailable (fail_closed)
     └── UpstreamError               the custom endpoint failed; message says how
         ├── UpstreamBadResponse     502 upstream_error / bad_upstream_response
         ├── UpstreamRateLimited     429 rate_limit_error / upstream_rate_limited
@@ -19,7 +22,8 @@
 
 An `UpstreamError` says whether another attempt may succeed (`retryable`) and how long the
 upstream asked to be left alone (`retry_after`, from its Retry-After header). A `ProxyError`
-with `retry_after` set answers with a `retry-after` header, which the OpenAI SDKs honour.
+with `retry_after` set answers with a `retry-after` header, which the OpenAI SDKs honour; one
+made with `headers` sends those too (a 429's `x-ratelimit-*`).
 
 Foreign exceptions (the HTTP client's, Jinja's, pydantic's) are mapped to these at one boundary
 each, and `app.handlers` turns any ProxyError into its JSON response.
@@ -28,6 +32,7 @@ each, and `app.handlers` turns any ProxyError into its JSON response.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 
@@ -45,19 +50,25 @@ class ProxyError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.param = param
         self.retry_after = retry_after
+        self.extra_headers = headers
         if code is not None:
             self.code = code  # type: ignore[misc]  # an instance may refine its class's code
 
     def headers(self) -> dict[str, str] | None:
-        """Response headers the error carries: `retry-after` in whole seconds, when set."""
-        if self.retry_after is None:
+        """Response headers the error carries: `retry-after` in whole seconds, when set, and
+        the `headers` it was made with."""
+        if self.retry_after is None and not self.extra_headers:
             return None
-        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
+        headers = dict(self.extra_headers or {})
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, math.ceil(self.retry_after)))
+        return headers
 
     def envelope(self) -> dict[str, Any]:
         """The OpenAI error body: {"error": {"message", "type", "param", "code"}}."""
@@ -94,6 +105,31 @@ class AuthenticationFailed(ProxyError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class PermissionDenied(ProxyError):
+    """The key is valid but may not use what it asked for (a model outside its `models`)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
+class RateLimited(ProxyError):
+    """A per-key or per-model limit of the proxy's own is used up; `retry-after` says when
+    the request would fit."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class LimitsUnavailable(ProxyError):
+    """The rate-limit backend (Redis) cannot answer and the policy is `fail_closed`."""
+
+    status = 503
+    type = "server_error"
+    code = "rate_limit_backend_unavailable"
 
 
 class NotFound(ProxyError):

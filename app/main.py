@@ -8,22 +8,25 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from app import __version__
 from app.auth import KeyChecker
-from app.config import ProxyConfig, load_config
+from app.config import ProxyConfig, load_config, with_extra_keys
 from app.dispatch import Dispatcher
 from app.handlers import install_error_handlers
 from app.ids import IdGenerator
-from app.middleware import RequestIdMiddleware
-from app.routes import chat, completions, health, models
+from app.limits import LimitsPlan, plan_limits
+from app.middleware import TelemetryMiddleware
+from app.routes import chat, completions, health, metrics, models
 from app.routes.fast_dispatch import FastDispatch
 from app.routes.openapi import DocumentedPost, install_openapi
 from app.routing import Router, build_router, config_source, demo_config
 from app.schemas.openai import ChatCompletionRequest, CompletionRequest
 from app.settings import Settings
 from app.state import ProxyState
+from app.telemetry import Telemetry
 from app.upstream import PooledUpstream, UpstreamClient
 
 log = logging.getLogger("app")
@@ -51,9 +54,7 @@ def resolve_config(settings: Settings) -> ProxyConfig:
         config = demo_config(settings.demo_upstream)
     else:
         config = ProxyConfig()
-    if settings.api_keys:
-        config = config.model_copy(update={"api_keys": [*config.api_keys, *settings.api_keys]})
-    return config
+    return with_extra_keys(config, settings.api_keys, "PROXY_API_KEYS")
 
 
 def prepare(settings: Settings, config: ProxyConfig | None = None) -> tuple[ProxyConfig, Router]:
@@ -85,6 +86,9 @@ def create_app(
     """
     settings = settings or Settings()
     config, router = prepare(settings, config)
+    limits = plan_limits(config, settings.redis_url)
+
+    telemetry = Telemetry(log_content=config.log_content)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +98,8 @@ def create_app(
             f"pass through to {settings.api_base}" if settings.api_base else "are not found",
             len(config.api_keys) or "none (open)",
         )
+        _log_access(config, limits, settings.workers)
+        limiter = limits.start() if limits is not None else None
         upstream = upstream_factory(config)
         if tune_gc:
             _tune_gc()
@@ -105,11 +111,16 @@ def create_app(
             keys=KeyChecker(config.api_keys),
             fingerprint=f"fp_clp_{__version__.replace('.', '')}",
             ids=IdGenerator(),
+            limiter=limiter,
         )
+        telemetry.start_flushing()
         try:
             yield
         finally:
+            telemetry.close()
             await upstream.aclose()
+            if limiter is not None:
+                await limiter.aclose()
 
     app = FastAPI(
         title="custom-llm-proxy",
@@ -123,7 +134,8 @@ def create_app(
         # POSTs are served by FastDispatch before the router; the route answers other methods
         # with 405 and keeps the app's route table complete.
         app.router.routes.append(Route(post.path, endpoint, methods=["POST"]))
-    for module in (models, health):
+    app.state.telemetry = telemetry
+    for module in (models, health, metrics):
         app.include_router(module.router)
     install_openapi(app, [post for post, _ in _GENERATION_ROUTES])
     install_error_handlers(app)
@@ -131,13 +143,36 @@ def create_app(
         FastDispatch,
         endpoints={post.path: endpoint for post, endpoint in _GENERATION_ROUTES},
     )
-    app.add_middleware(RequestIdMiddleware)
+    if config.cors is not None:
+        # Outside FastDispatch, so that preflights and answers of the generation routes get it.
+        app.add_middleware(CORSMiddleware, **config.cors.model_dump())
+    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
     return app
 
 
 def create_app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (and every worker process): settings from PROXY_*."""
     return create_app(Settings(), tune_gc=True)
+
+
+def _log_access(config: ProxyConfig, limits: LimitsPlan | None, workers: int) -> None:
+    """Say at start-up who may call and how much: an open proxy is worth a warning."""
+    if not config.api_keys:
+        log.warning(
+            "no client API keys configured: the proxy is open to anyone who can reach it "
+            "(set api_keys in the config or PROXY_API_KEYS)"
+        )
+    if limits is None:
+        return
+    where = limits.describe()
+    log.info("rate limits: %s", where)
+    if limits.redis_url is None and workers > 1:
+        log.warning(
+            "rate limits are counted in each of the %d worker processes separately, so a key "
+            "gets up to %d times its limit; set PROXY_REDIS_URL to share one budget",
+            workers,
+            workers,
+        )
 
 
 def _tune_gc() -> None:

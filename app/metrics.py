@@ -1,52 +1,72 @@
 """The proxy's Prometheus metrics, declared once: every module records through these objects.
 
 With several worker processes, prometheus-client's multiprocess mode must be on before this
-module is imported (PROMETHEUS_MULTIPROC_DIR set); `GET /metrics` then aggregates all workers.
-Labels hold names (model, key name, deployment label), never key material or free text, so
-their number stays bounded by the config.
+module is imported (PROMETHEUS_MULTIPROC_DIR set: `serve --workers N` does it); `exposition()`
+then aggregates every worker's files. Labels hold names (model, key name, deployment label),
+never key material or free text, so their number stays bounded by the config.
+
+The request path does not call these objects directly: `app.telemetry` counts in plain
+per-process numbers and adds them here in bulk (see its docstring for why).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+# prometheus-client chose its storage from this variable when it was imported, just above.
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Seconds: LLM calls take from milliseconds (a cache) to minutes.
-_LATENCY_BUCKETS = (
+LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 )  # fmt: skip
-# The proxy's own share: well under a millisecond when all is well.
-_OVERHEAD_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+# The proxy's own share: well under a millisecond when all is well; seconds when requests
+# queue for a deployment or back off between retries.
+OVERHEAD_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
 )  # fmt: skip
 
 REQUESTS = Counter(
     "proxy_requests",
-    "Requests answered, by model, client key name and HTTP status.",
+    "API requests answered (not /health or /metrics), by model (empty before one is known), "
+    "client key name (empty without a key) and HTTP status.",
     ["model", "key", "status"],
 )
 REQUEST_SECONDS = Histogram(
     "proxy_request_duration_seconds",
     "Time from the request's arrival to its answer, by model.",
     ["model"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 UPSTREAM_SECONDS = Histogram(
     "proxy_upstream_duration_seconds",
     "Time of each upstream attempt, by model and deployment.",
     ["model", "deployment"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 OVERHEAD_SECONDS = Histogram(
     "proxy_overhead_duration_seconds",
     "The proxy's own time per request: total minus the time spent waiting on upstreams.",
     ["model"],
-    buckets=_OVERHEAD_BUCKETS,
+    buckets=OVERHEAD_BUCKETS,
 )
 FIRST_BYTE_SECONDS = Histogram(
     "proxy_time_to_first_byte_seconds",
     "Time from the request's arrival to the first byte of its answer, by model.",
     ["model"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 TOKENS = Counter(
     "proxy_tokens",
@@ -76,9 +96,10 @@ COOLDOWNS = Counter(
 )
 DEPLOYMENT_UP = Gauge(
     "proxy_deployment_up",
-    "1 while a deployment may take requests, 0 while it cools down (lowest over workers).",
+    "1 while a deployment may take requests, 0 from its cooldown until a probe succeeds "
+    "(lowest over live workers).",
     ["model", "deployment"],
-    multiprocess_mode="min",
+    multiprocess_mode="livemin",
 )
 RATE_LIMITED = Counter(
     "proxy_rate_limited",
@@ -95,3 +116,19 @@ CLIENT_DISCONNECTS = Counter(
     "Requests whose client went away before the answer, by model.",
     ["model"],
 )
+
+
+def exposition() -> bytes:
+    """Every metric in Prometheus' text format: this process's, or with several workers the
+    sum (or minimum, for gauges that say so) over all of them."""
+    if MULTIPROCESS_DIR is None:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=MULTIPROCESS_DIR)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+def mark_process_dead(pid: int) -> None:
+    """A worker is exiting: its live gauges (in flight, deployment up) stop counting."""
+    if MULTIPROCESS_DIR is not None:
+        multiprocess.mark_process_dead(pid, MULTIPROCESS_DIR)  # type: ignore[no-untyped-call]

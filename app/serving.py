@@ -23,12 +23,16 @@ from starlette.types import Receive
 from app.disconnect import DisconnectWatch
 from app.errors import ClientClosedRequest, InvalidRequest, Overloaded, UpstreamError
 from app.handlers import json_response
+from app.limits import Grant
+from app.limits.limiter import WithHeaders
+from app.metrics import FALLBACKS
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling
 from app.schemas.openai import SamplingFields
 from app.sse_response import KeepAliveSSE
 from app.state import ProxyState
 from app.streaming import sse_body
+from app.telemetry import RequestRecord
 from app.tokens import LARGE_TEXT
 from app.translate import AnswerHead, Choice, finish_choice, usage
 
@@ -41,7 +45,8 @@ class Generation:
 
     `counted_prompts` are the distinct prompts whose tokens make `usage.prompt_tokens` (a chat
     prompt counts once however large `n` is). `retarget` builds the same request for another
-    model (a fallback); it raises InvalidRequest when that model cannot take it.
+    model (a fallback); it raises InvalidRequest when that model cannot take it. `record`
+    collects what the work did, for the metrics and the access log (app.telemetry).
     """
 
     route: ModelRoute
@@ -52,6 +57,7 @@ class Generation:
     chat: bool
     retarget: Callable[[ModelRoute], Generation]
     echo: bool = False
+    record: RequestRecord | None = None
 
 
 @dataclass(slots=True)
@@ -60,15 +66,18 @@ class Finished:
     usage: dict[str, int]
 
 
-Answer = Response | KeepAliveSSE
+Answer = Response | KeepAliveSSE | WithHeaders
 BuildAnswer = Callable[[AnswerHead, Sequence[Choice], dict[str, int]], dict[str, Any]]
 BuildChunks = Callable[[AnswerHead, Sequence[Choice], dict[str, int] | None], list[dict[str, Any]]]
 
 
 async def generate(state: ProxyState, job: Generation, request_id: str) -> Finished:
     """Ask the upstream for every prompt in one request and finish each output."""
+    record = job.record
     try:
-        outputs = await state.dispatcher.complete(job.route, job.prompts, job.sampling, request_id)
+        outputs = await state.dispatcher.complete(
+            job.route, job.prompts, job.sampling, request_id, record
+        )
     except (UpstreamError, Overloaded) as error:
         if not job.route.config.fallbacks or not _worth_falling_back(error):
             raise
@@ -77,8 +86,15 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
     if route.counter.exact and _any_large(job.counted_prompts, outputs):
         # A real tokenizer takes seconds on megabytes; it releases the GIL, so a thread keeps
         # the event loop serving everyone else meanwhile.
-        return await asyncio.to_thread(finish, job, outputs)
-    return finish(job, outputs)
+        finished = await asyncio.to_thread(finish, job, outputs)
+    else:
+        finished = finish(job, outputs)
+    if record is not None:
+        record.count_tokens(finished.usage)
+        if record.log_content:
+            record.prompt = job.counted_prompts
+            record.completion = [choice.text for choice in finished.choices]
+    return finished
 
 
 def _worth_falling_back(error: UpstreamError | Overloaded) -> bool:
@@ -90,6 +106,7 @@ async def _fall_back(
     state: ProxyState, job: Generation, error: UpstreamError | Overloaded, request_id: str
 ) -> tuple[Generation, list[str]]:
     """The first fallback model that answers; the primary model's error if none does."""
+    record = job.record
     for name in job.route.config.fallbacks:
         route = state.router.resolve(name)
         try:
@@ -104,13 +121,16 @@ async def _fall_back(
             name,
             request_id,
         )
+        FALLBACKS.labels(job.route.config.name, route.config.name).inc()
         try:
             outputs = await state.dispatcher.complete(
-                route, fallback.prompts, fallback.sampling, request_id
+                route, fallback.prompts, fallback.sampling, request_id, record
             )
         except (UpstreamError, Overloaded) as exc:
             log.info("fallback %s failed too: %s (request %s)", name, exc.message, request_id)
             continue
+        if record is not None:
+            record.fallback = name
         return fallback, outputs
     raise error
 
@@ -151,8 +171,17 @@ async def serve_generation(
     id_prefix: str,
     build_answer: BuildAnswer,
     build_chunks: BuildChunks,
+    grant: Grant | None = None,
+    record: RequestRecord | None = None,
 ) -> Answer:
-    """The HTTP answer for a generation, as JSON or as SSE, as the client's request asks."""
+    """The HTTP answer for a generation, as JSON or as SSE, as the client's request asks.
+
+    A rate-limit `grant` adds its x-ratelimit-* headers and is settled with the usage. The
+    request's telemetry `record` learns the model here and the rest as the work goes.
+    """
+    if record is not None:
+        record.bind(job.route, stream=bool(client.stream))
+        job.record = record
     head = AnswerHead(
         id=f"{id_prefix}-{state.ids.next_hex()}",
         created=int(time.time()),
@@ -163,7 +192,7 @@ async def serve_generation(
     if not client.stream:
         with DisconnectWatch(receive) as watch:
             try:
-                finished = await generate(state, job, request_id)
+                finished = await _generate_settled(state, job, request_id, grant)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if not watch.client_gone or task is None:
@@ -172,13 +201,30 @@ async def serve_generation(
                 raise ClientClosedRequest(
                     "client closed the connection; upstream request cancelled"
                 ) from None
-        return json_response(build_answer(head, finished.choices, finished.usage))
+        headers = grant.headers if grant is not None and grant.headers else None
+        return json_response(build_answer(head, finished.choices, finished.usage), 200, headers)
 
     async def produce_stream() -> bytes:
-        finished = await generate(state, job, request_id)
+        finished = await _generate_settled(state, job, request_id, grant)
         usage = finished.usage if include_usage else None
         return sse_body(build_chunks(head, finished.choices, usage))
 
-    return KeepAliveSSE(
+    stream = KeepAliveSSE(
         produce_stream, interval=state.config.stream_keepalive_seconds, request_id=request_id
     )
+    return WithHeaders(stream, grant.headers) if grant is not None and grant.headers else stream
+
+
+async def _generate_settled(
+    state: ProxyState, job: Generation, request_id: str, grant: Grant | None
+) -> Finished:
+    """`generate`, then the grant's token reservation settled with the usage (0 on failure)."""
+    if grant is None:
+        return await generate(state, job, request_id)
+    tokens = 0
+    try:
+        finished = await generate(state, job, request_id)
+        tokens = finished.usage["total_tokens"]
+    finally:
+        grant.settle(tokens)
+    return finished

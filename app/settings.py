@@ -27,11 +27,22 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated client keys; empty: no auth"
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for rate limits shared by every worker and replica "
+        "(over the config's rate_limit.redis_url)",
+    )
     demo_upstream: str | None = Field(
         default=None,
         description="set by `serve` when it starts the built-in mock upstream for the demo model",
     )
     log_level: str = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text for people; json: one object per line (the container)"
+    )
+    access_log: bool = Field(
+        default=True, description="one line per API request on the app.access logger (INFO)"
+    )
     shutdown_grace_seconds: int = Field(
         default=30,
         ge=0,

@@ -39,7 +39,7 @@ class KeepAliveSSE:
         self.interval = interval
         self.request_id = request_id
 
-    async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
@@ -69,6 +69,9 @@ class KeepAliveSSE:
                 "client closed the stream; upstream request cancelled (request %s)",
                 self.request_id,
             )
+            record = scope.get("record")
+            if record is not None:
+                record.client_gone = True
             return
         finally:
             timer.cancel()

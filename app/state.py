@@ -11,6 +11,7 @@ from app.auth import KeyChecker
 from app.config import ProxyConfig
 from app.dispatch import Dispatcher
 from app.ids import IdGenerator
+from app.limits import Limiter
 from app.routing import Router
 from app.upstream import UpstreamClient
 
@@ -24,6 +25,7 @@ class ProxyState:
     keys: KeyChecker
     fingerprint: str
     ids: IdGenerator
+    limiter: Limiter | None = None  # None: no limits configured, nothing counted
 
 
 def proxy_state(request: Request) -> ProxyState:

@@ -1,4 +1,9 @@
-"""Reading and validating a JSON request body: size limit, content type, one parse."""
+"""A generation request's way in: its key, its body (size limit, content type, one parse),
+its model (404, or 403 for a key that may not use it) and its place in the rate limits (429).
+
+In this order, so that each refusal costs the least work: the key is checked before the body
+is read, and the limits are charged only for a request that is otherwise ready to go upstream.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,13 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from app.auth import ApiKey
 from app.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
+from app.limits import Grant
+from app.routing import ModelRoute
+from app.serving import Generation
 from app.state import ProxyState, proxy_state
+from app.tokens import estimate_tokens
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -54,11 +64,48 @@ def _check_content_type(content_type: str | None) -> None:
         )
 
 
-async def authorized_body(request: Request, model: type[Model]) -> tuple[ProxyState, Model]:
-    """The proxy's state and the request's validated body, once its API key checked out."""
+async def authorized_body(
+    request: Request, model: type[Model]
+) -> tuple[ProxyState, ApiKey | None, Model]:
+    """The proxy's state, the caller's key (None when the proxy is open) and the validated
+    body, once the key checked out."""
     state = proxy_state(request)
-    state.keys.check(request.headers.get("authorization"))
-    return state, parse_body(model, await read_body(request, state.config.max_request_bytes))
+    key = state.keys.authenticate(request.scope)
+    body = parse_body(model, await read_body(request, state.config.max_request_bytes))
+    return state, key, body
+
+
+def allowed_route(state: ProxyState, key: ApiKey | None, model: str) -> ModelRoute:
+    """The model's route: ModelNotFound (404) if there is none, PermissionDenied (403) if the
+    key may not use it."""
+    route = state.router.resolve(model)
+    if key is not None:
+        key.check_model(model)
+    return route
+
+
+async def admit(state: ProxyState, key: ApiKey | None, job: Generation) -> Grant | None:
+    """Charge the request against its key's and its model's limits; None when none apply.
+
+    Raises RateLimited (429), or LimitsUnavailable (503) while the limits' backend cannot be
+    reached under the fail_closed policy.
+    """
+    limiter = state.limiter
+    if limiter is None:
+        return None
+    label = key.label if key is not None else None
+    budgets = limiter.budgets(label, job.route.name)
+    if not budgets:
+        return None
+    tokens = reserved_tokens(job) if any(b.kind == "tokens" for b in budgets) else 0
+    return await limiter.admit(budgets, tokens, key=label, model=job.route.name)
+
+
+def reserved_tokens(job: Generation) -> int:
+    """What a request may use at most, reserved until its usage is known: the prompt (by the
+    estimate, cheap even for megabytes) and `max_tokens` for every choice."""
+    prompt = sum(estimate_tokens(text) for text in job.counted_prompts)
+    return prompt + job.sampling.max_tokens * len(job.prompts)
 
 
 def parse_body(model: type[Model], body: bytes) -> Model:

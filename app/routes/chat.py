@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from app.errors import InvalidRequest
 from app.prompts import PromptRenderError
-from app.routes._request import authorized_body
+from app.routes._request import admit, allowed_route, authorized_body
 from app.routing import ModelRoute
 from app.schemas.openai import ChatCompletionRequest
 from app.serving import Answer, Generation, serve_generation
@@ -28,12 +28,13 @@ from app.translate import (
 
 async def create_chat_completion(request: Request) -> Answer:
     """Chat completion (streamed or not) from the model's custom endpoint."""
-    state, chat = await authorized_body(request, ChatCompletionRequest)
-    route = state.router.resolve(chat.model)
+    state, key, chat = await authorized_body(request, ChatCompletionRequest)
+    route = allowed_route(state, key, chat.model)
     check_chat_features(chat)
     check_count(len(chat.messages), state.config.max_messages, "messages", "messages")
     job = chat_generation(chat, route)
     check_prompt_size(job.prompts, state.config.max_prompt_chars, "messages")
+    grant = await admit(state, key, job)
     return await serve_generation(
         state,
         job,
@@ -43,6 +44,8 @@ async def create_chat_completion(request: Request) -> Answer:
         id_prefix="chatcmpl",
         build_answer=to_chat_completion,
         build_chunks=chat_chunks,
+        grant=grant,
+        record=request.scope.get("record"),
     )
 
 

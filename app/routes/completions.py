@@ -6,7 +6,7 @@ from functools import partial
 
 from starlette.requests import Request
 
-from app.routes._request import authorized_body
+from app.routes._request import admit, allowed_route, authorized_body
 from app.routing import ModelRoute
 from app.schemas.openai import CompletionRequest
 from app.serving import Answer, Generation, serve_generation
@@ -24,12 +24,13 @@ from app.translate import (
 
 async def create_completion(request: Request) -> Answer:
     """Text completion for one prompt or a list of prompts; choices in prompt order."""
-    state, legacy = await authorized_body(request, CompletionRequest)
-    route = state.router.resolve(legacy.model)
+    state, key, legacy = await authorized_body(request, CompletionRequest)
+    route = allowed_route(state, key, legacy.model)
     if isinstance(legacy.prompt, list):  # before the prompts are multiplied by n
         check_count(len(legacy.prompt), state.config.max_messages, "prompt", "prompts")
     job = completion_generation(legacy, route)
     check_prompt_size(job.prompts, state.config.max_prompt_chars, "prompt")
+    grant = await admit(state, key, job)
     return await serve_generation(
         state,
         job,
@@ -39,6 +40,8 @@ async def create_completion(request: Request) -> Answer:
         id_prefix="cmpl",
         build_answer=to_text_completion,
         build_chunks=text_chunks,
+        grant=grant,
+        record=request.scope.get("record"),
     )
 
 

@@ -25,14 +25,23 @@ def _model_object(route: ModelRoute) -> dict[str, Any]:
 
 @router.get("/v1/models", response_model=None)
 async def list_models(request: Request, state: StateDep) -> Response:
-    """The configured models (passthrough names are served but not listed)."""
-    state.keys.check(request.headers.get("authorization"))
-    data = [_model_object(route) for route in state.router.routes]
+    """The configured models the key may use (passthrough names are served but not listed)."""
+    key = state.keys.authenticate(request.scope)
+    allowed = key.models if key is not None else None
+    data = [
+        _model_object(route)
+        for route in state.router.routes
+        if allowed is None or route.name in allowed
+    ]
     return json_response({"object": "list", "data": data})
 
 
 @router.get("/v1/models/{model_id:path}", response_model=None)
 async def retrieve_model(model_id: str, request: Request, state: StateDep) -> Response:
-    """One model, configured or reachable by passthrough; 404 otherwise."""
-    state.keys.check(request.headers.get("authorization"))
-    return json_response(_model_object(state.router.resolve(model_id)))
+    """One model, configured or reachable by passthrough; 404 otherwise, 403 if the key may
+    not use it."""
+    key = state.keys.authenticate(request.scope)
+    route = state.router.resolve(model_id)
+    if key is not None:
+        key.check_model(model_id)
+    return json_response(_model_object(route))

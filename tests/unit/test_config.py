@@ -39,7 +39,7 @@ def test_issue_example_loads_fully(tmp_path: Path) -> None:
 
     config = load_config(path, environ={"UPSTREAM_TOKEN": "tok-123"})
 
-    assert config.api_keys == ["sk-test-1"]
+    assert [key.key for key in config.api_keys] == ["sk-test-1"]
     assert len(config.models) == 1
     model = config.models[0]
     assert model == ModelConfig(
@@ -114,7 +114,7 @@ def test_env_expansion_reaches_every_string_and_only_strings(tmp_path: Path) -> 
     assert config.models[0].name == "n1"
     assert config.models[0].api_base == "http://fallback:9/x/inference"
     assert config.models[0].timeout == 30.0
-    assert config.api_keys == ["sk-env", "plain"]
+    assert [key.key for key in config.api_keys] == ["sk-env", "plain"]
 
 
 def test_environ_defaults_to_the_process_environment(

@@ -1,0 +1,135 @@
+"""app.logs formatters and the CLI's log config: one JSON object per line, or text with fields."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import orjson
+import pytest
+
+from app.cli import log_config
+from app.logs import JsonFormatter, TextFormatter
+
+_RFC3339_UTC_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def make_record(
+    msg: str = "hello %s",
+    args: tuple[Any, ...] = ("world",),
+    *,
+    name: str = "app.test",
+    level: int = logging.INFO,
+    fields: dict[str, Any] | None = None,
+    exc_info: Any = None,
+) -> logging.LogRecord:
+    extra = {"fields": fields} if fields is not None else None
+    return logging.getLogger(name).makeRecord(name, level, "", 0, msg, args, exc_info, extra=extra)
+
+
+def at(record: logging.LogRecord, created: float) -> logging.LogRecord:
+    """The record as if made at `created` (LogRecord derives msecs from it)."""
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
+    return record
+
+
+def test_json_line_has_time_level_logger_message() -> None:
+    record = at(make_record(), 1795587537.0421)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert orjson.loads(line) == {
+        "time": "2026-11-25T06:18:57.042Z",
+        "level": "INFO",
+        "logger": "app.test",
+        "message": "hello world",
+    }
+
+
+def test_json_time_is_utc_with_milliseconds_across_seconds() -> None:
+    formatter = JsonFormatter()
+    times = []
+    for created in (1795587537.999, 1795587538.0, 1795587538.5):
+        record = at(make_record(), created)
+        times.append(orjson.loads(formatter.format(record))["time"])
+    assert times == [
+        "2026-11-25T06:18:57.999Z",
+        "2026-11-25T06:18:58.000Z",
+        "2026-11-25T06:18:58.500Z",
+    ]
+    assert all(_RFC3339_UTC_MS.fullmatch(value) for value in times)
+
+
+def test_json_fields_sit_beside_the_message() -> None:
+    fields = {"request_id": "abc", "status": 200, "latency_ms": 1.25, "prompt": ["a\nb"]}
+    line = JsonFormatter().format(make_record("POST %s %d", ("/v1/x", 200), fields=fields))
+    entry = orjson.loads(line)
+    assert entry["message"] == "POST /v1/x 200"
+    assert {name: entry[name] for name in fields} == fields
+    assert line.count("\n") == 0  # the prompt's line break is escaped
+
+
+def test_json_exception_is_one_field_on_the_same_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
+    line = JsonFormatter().format(make_record("failed", (), level=logging.ERROR, exc_info=exc_info))
+    entry = orjson.loads(line)
+    assert entry["level"] == "ERROR"
+    assert entry["exception"].startswith("Traceback")
+    assert "ValueError: boom" in entry["exception"]
+    assert "\n" not in line
+
+
+def test_json_formats_uvicorn_records_and_ignores_their_extras() -> None:
+    record = make_record("Started server process [%d]", (4242,), name="uvicorn.error")
+    record.color_message = "Started server process [\x1b[36m%d\x1b[0m]"
+    entry = orjson.loads(JsonFormatter().format(record))
+    assert entry["message"] == "Started server process [4242]"
+    assert entry["logger"] == "uvicorn.error"
+    assert set(entry) == {"time", "level", "logger", "message"}
+
+
+def test_text_appends_the_fields_as_one_json_object() -> None:
+    fields = {"request_id": "abc", "key_name": "", "latency_ms": 1.5, "ttfb_ms": None}
+    line = TextFormatter("%(levelname)s %(name)s: %(message)s").format(
+        make_record("POST %s", ("/v1/x",), fields=fields)
+    )
+    prefix = "INFO app.test: POST /v1/x "
+    assert line.startswith(prefix)
+    assert orjson.loads(line.removeprefix(prefix)) == fields
+
+
+def test_text_time_is_logging_s_default_local_time() -> None:
+    record = at(make_record(), 1795587537.25)
+    formatter = TextFormatter()
+    assert formatter.formatTime(record) == logging.Formatter().formatTime(record)
+    assert formatter.formatTime(record, "%Y") == "2026"
+
+
+def test_text_without_fields_is_the_plain_format() -> None:
+    line = TextFormatter("%(levelname)s %(name)s: %(message)s").format(make_record())
+    assert line == "INFO app.test: hello world"
+
+
+@pytest.mark.parametrize(
+    ("log_format", "formatter"),
+    [("json", "app.logs.JsonFormatter"), ("text", "app.logs.TextFormatter")],
+)
+def test_log_config_sends_every_logger_to_stdout_in_one_format(
+    log_format: str, formatter: str
+) -> None:
+    config = log_config("info", log_format)
+    assert config["formatters"] == {"default": {"()": formatter}}
+    assert config["handlers"]["stdout"]["stream"] == "ext://sys.stdout"
+    assert config["root"] == {"handlers": ["stdout"], "level": "INFO"}
+    assert "app.access" not in config["loggers"]  # the access log follows the root's level
+
+
+def test_log_config_can_turn_the_access_log_off() -> None:
+    config = log_config("debug", "json", access_log=False)
+    assert config["loggers"]["app.access"] == {"level": "WARNING"}
+    assert config["root"]["level"] == "DEBUG"
