@@ -115,6 +115,15 @@ def refuse_query_key(query_string: bytes) -> None:
             )
 
 
+def presented_key(scope: Scope) -> str | None:
+    """The key the client sent, if any (for `forward_client_auth`), whether or not the proxy
+    checks keys; None when there is none or it is malformed."""
+    try:
+        return _presented_key(scope)
+    except AuthenticationFailed:
+        return None
+
+
 def _presented_key(scope: Scope) -> str:
     """The key from the first of Authorization (Bearer), api-key, x-api-key the request has."""
     found: dict[bytes, bytes] = {}

@@ -126,6 +126,9 @@ class ModelConfig(_Strict):
     deadline: float = Field(default=600.0, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
     max_tokens_cap: int | None = Field(default=None, ge=1)  # a client asking more gets a 400
+    # Send the client's own key upstream as `Authorization: Bearer <key>` (instead of keys in
+    # `headers`): for upstreams that check the same keys as the proxy.
+    forward_client_auth: bool = False
     queue: QueueConfig = QueueConfig()
     cooldown: CooldownConfig = CooldownConfig()
     upstream_model: str | None = None
@@ -155,6 +158,12 @@ class ModelConfig(_Strict):
             raise ValueError("give either 'api_base' or a non-empty 'deployments' list")
         if self.name in self.fallbacks:
             raise ValueError("a model cannot be its own fallback")
+        if self.forward_client_auth and any(
+            name.lower() == "authorization"
+            for headers in (self.headers, *(d.headers for d in self.deployments))
+            for name in headers
+        ):
+            raise ValueError("forward_client_auth and an Authorization header exclude each other")
         if self.max_tokens_cap is not None and self.defaults.max_tokens > self.max_tokens_cap:
             raise ValueError("defaults.max_tokens is above max_tokens_cap")
         return self

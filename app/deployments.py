@@ -6,6 +6,11 @@ skipped for `cooldown.seconds`, then exactly one request probes it: success make
 again, failure cools it down once more. A Retry-After from the upstream keeps it out of the
 choice for that long as well.
 
+Only requests sent in the deployment's current `epoch` speak for its health: entering a
+cooldown starts a new epoch, so the outcomes of requests that were already in flight (they
+went out before the failures that cooled it down) change nothing, and the one probe is the only
+request of its epoch until it has answered.
+
 A model's `DeploymentGroup` picks a deployment for each attempt (`least-busy`: fewest in
 flight per unit of weight; `weighted`: smooth weighted round-robin, as nginx does it) and, when
 every deployment that could serve is at its `max_concurrency`, holds the request in a bounded
@@ -53,6 +58,7 @@ class Deployment:
     blocked_until: float = 0.0  # the upstream's Retry-After
     probing: bool = False  # a cooldown ended: the next request decides
     probe_in_flight: bool = False
+    epoch: int = 0  # one more at each cooldown; an attempt reports with the epoch it began in
     current_weight: int = 0  # smooth weighted round-robin
     requests: int = 0
     failures: int = 0
@@ -79,22 +85,27 @@ class Deployment:
         if self.probing:
             self.probe_in_flight = True
 
-    def release(self) -> None:
+    def release(self, epoch: int) -> None:
         self.in_flight -= 1
-        self.probe_in_flight = False
+        if epoch == self.epoch:  # while probing, only the probe is of the current epoch
+            self.probe_in_flight = False
 
-    def succeeded(self) -> None:
+    def succeeded(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            return  # sent before the last cooldown began: says nothing about now
         self.failures_in_row = 0
         if self.probing:
             self.probing = False
             log.info("deployment %s is healthy again", self.label)
             DEPLOYMENT_UP.labels(self.model, self.label).set(1)
 
-    def failed(self, now: float, retry_after: float | None) -> None:
+    def failed(self, now: float, retry_after: float | None, epoch: int) -> None:
         self.failures += 1
-        self.failures_in_row += 1
         if retry_after is not None and retry_after > 0:
             self.blocked_until = max(self.blocked_until, now + min(retry_after, MAX_RETRY_AFTER))
+        if epoch != self.epoch:
+            return  # sent before the last cooldown began: already counted in it
+        self.failures_in_row += 1
         if self.probing or self.failures_in_row >= self.cooldown.failures:
             log.warning(
                 "deployment %s %s; cooling down for %g s",
@@ -104,6 +115,8 @@ class Deployment:
             )
             self.cooling_until = now + self.cooldown.seconds
             self.probing = True
+            self.probe_in_flight = False
+            self.epoch += 1
             self.failures_in_row = 0
             self.cooldowns += 1
             COOLDOWNS.labels(self.model, self.label).inc()
@@ -183,8 +196,9 @@ class DeploymentGroup:
             raise self._none_ready(now)
         return await self._wait(now, deadline, exclude)
 
-    def release(self, deployment: Deployment) -> None:
-        deployment.release()
+    def release(self, deployment: Deployment, epoch: int) -> None:
+        """End an attempt taken in `epoch` (the deployment's epoch when it was taken)."""
+        deployment.release(epoch)
         if self._waiters:
             self._pass_on()
 

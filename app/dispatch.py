@@ -61,9 +61,12 @@ class Dispatcher:
         sampling: Sampling,
         request_id: str,
         record: RequestRecord | None = None,
+        client_key: str | None = None,
     ) -> list[str]:
         """The first output for each prompt, or the last attempt's error. The request's
-        `record` gets each attempt's deployment and time, and the retries."""
+        `record` gets each attempt's deployment and time, and the retries. `client_key` goes
+        upstream only if the model says `forward_client_auth`."""
+        authorization = client_key if route.config.forward_client_auth else None
         config = route.config
         group = route.deployments
         deadline = self._clock() + config.deadline
@@ -74,17 +77,22 @@ class Dispatcher:
         while True:
             attempt += 1
             deployment: Deployment | None = None
+            epoch = 0
             try:
                 now = self._clock()
                 deployment = group.take_now(now, tried) or await group.acquire(now, deadline, tried)
+                epoch = deployment.epoch  # taken just now: the epoch it reports in
                 upstream_model = deployment.upstream_model or route.upstream_model
                 body = bodies.get(upstream_model)
                 if body is None:
                     body = bodies[upstream_model] = to_custom_request(
                         upstream_model, prompts, sampling
                     )
+                request = UpstreamRequest(
+                    deployment.endpoint, body, request_id, route.name, 0.0, authorization
+                )
                 return await self._attempt(
-                    route, deployment, body, len(prompts), request_id, deadline, record
+                    route, deployment, epoch, request, len(prompts), deadline, record
                 )
             except UpstreamError as error:
                 none_ready = deployment is None
@@ -114,7 +122,7 @@ class Dispatcher:
                 )
             finally:
                 if deployment is not None:
-                    group.release(deployment)
+                    group.release(deployment, epoch)
                     tried.append(deployment)
             await self._sleep(delay)
 
@@ -122,14 +130,13 @@ class Dispatcher:
         self,
         route: ModelRoute,
         deployment: Deployment,
-        body: bytes,
+        epoch: int,
+        request: UpstreamRequest,
         expected: int,
-        request_id: str,
         deadline: float,
         record: RequestRecord | None,
     ) -> list[str]:
-        endpoint = deployment.endpoint
-        timeout = min(endpoint.timeout, deadline - self._clock())
+        request.timeout = timeout = min(deployment.endpoint.timeout, deadline - self._clock())
         if timeout <= 0:
             raise UpstreamReadTimeout(
                 f"model '{route.name}' found no answer within its deadline of "
@@ -137,19 +144,17 @@ class Dispatcher:
             )
         response = None
         try:
-            response = await self._send(
-                UpstreamRequest(endpoint, body, request_id, route.name, timeout), deployment, record
-            )
+            response = await self._send(request, deployment, record)
             outputs = parse_custom_response(response.status, response.body, expected)
         except UpstreamError as error:
             if response is not None and error.retry_after is None:
                 error.retry_after = response.retry_after
             if error.retryable:
-                deployment.failed(self._clock(), error.retry_after)
+                deployment.failed(self._clock(), error.retry_after, epoch)
             else:
-                deployment.succeeded()  # it answered; the request itself was refused
+                deployment.succeeded(epoch)  # it answered; the request itself was refused
             raise
-        deployment.succeeded()
+        deployment.succeeded(epoch)
         return outputs
 
     async def _send(

@@ -16,6 +16,7 @@ from app.errors import (
     NotFound,
     PayloadTooLarge,
     ProxyError,
+    UpstreamError,
     error_envelope,
     internal_error_envelope,
 )
@@ -48,8 +49,10 @@ def proxy_error_response(request: Request, exc: ProxyError) -> Response:
     """The envelope response for a ProxyError, logged as its kind deserves."""
     if isinstance(exc, ClientClosedRequest):
         log.info("%s (request %s)", exc.message, request.scope.get("request_id"))
-    elif exc.status >= 500:
+    elif isinstance(exc, UpstreamError):
         log.warning("upstream error: %s (request %s)", exc.message, request.scope.get("request_id"))
+    # The proxy's own refusals (overloaded, limits unavailable) are in the access log; their
+    # causes are logged once where they start, not once per request.
     return json_response(exc.envelope(), exc.status, exc.headers())
 
 

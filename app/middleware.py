@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import internal_error_envelope
+from app.handlers import json_response
 from app.ids import IdGenerator
 from app.telemetry import Telemetry
+
+log = logging.getLogger("app.errors")
 
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
@@ -40,32 +45,37 @@ class TelemetryMiddleware:
         scope["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode("ascii"))
         record = self.telemetry.start(scope, request_id)
-        if record is None:
-
-            async def send_with_id(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), id_header]
-                await send(message)
-
-            await self.app(scope, receive, send_with_id)
-            return
-
-        scope["record"] = record
+        started = False
 
         async def send_observed(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                timing = record.response_started(message["status"])
+                started = True
+                timing = () if record is None else record.response_started(message["status"])
                 message["headers"] = [*message.get("headers", ()), id_header, *timing]
             await send(message)
 
+        if record is not None:
+            scope["record"] = record
         try:
             await self.app(scope, receive, send_observed)
+        except Exception:
+            if started:
+                raise  # the answer is half out: only closing the connection can end it
+            # Answered here rather than by Starlette's outer error middleware, which re-raises
+            # after its 500, so that the server would close a keep-alive connection the
+            # client may be about to reuse.
+            log.error("unexpected error handling request %s", request_id, exc_info=True)
+            await json_response(internal_error_envelope(request_id), 500)(
+                scope, receive, send_observed
+            )
         except BaseException as exc:
-            if not record.status:  # nothing was sent; the server answers 500 or nothing
+            if record is not None and not record.status:
                 record.status = 499 if isinstance(exc, asyncio.CancelledError) else 500
             raise
         finally:
-            self.telemetry.finish(record, scope.get("key_name") or "")
+            if record is not None:
+                self.telemetry.finish(record, scope.get("key_name") or "")
 
 
 def _incoming_id(scope: Scope) -> str | None:

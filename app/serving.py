@@ -58,6 +58,7 @@ class Generation:
     retarget: Callable[[ModelRoute], Generation]
     echo: bool = False
     record: RequestRecord | None = None
+    client_key: str | None = None  # the client's key, for models that forward it upstream
 
 
 @dataclass(slots=True)
@@ -76,7 +77,7 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
     record = job.record
     try:
         outputs = await state.dispatcher.complete(
-            job.route, job.prompts, job.sampling, request_id, record
+            job.route, job.prompts, job.sampling, request_id, record, job.client_key
         )
     except (UpstreamError, Overloaded) as error:
         if not job.route.config.fallbacks or not _worth_falling_back(error):
@@ -124,7 +125,7 @@ async def _fall_back(
         FALLBACKS.labels(job.route.config.name, route.config.name).inc()
         try:
             outputs = await state.dispatcher.complete(
-                route, fallback.prompts, fallback.sampling, request_id, record
+                route, fallback.prompts, fallback.sampling, request_id, record, job.client_key
             )
         except (UpstreamError, Overloaded) as exc:
             log.info("fallback %s failed too: %s (request %s)", name, exc.message, request_id)

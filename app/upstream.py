@@ -62,6 +62,7 @@ class UpstreamRequest:
     request_id: str
     model: str
     timeout: float
+    authorization: str | None = None  # the client's own key, for models that forward it
 
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
@@ -123,6 +124,8 @@ class PooledUpstream:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         endpoint = request.endpoint
         extra = b"x-request-id: " + request.request_id.encode("ascii") + b"\r\n"
+        if request.authorization is not None:
+            extra += b"authorization: Bearer " + request.authorization.encode("latin-1") + b"\r\n"
         try:
             async with asyncio.timeout(request.timeout):
                 response = await self._pool.post(self._target(endpoint), extra, request.body)
@@ -169,6 +172,8 @@ class HttpxUpstream:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         endpoint = request.endpoint
         headers = {**endpoint.headers, "x-request-id": request.request_id}
+        if request.authorization is not None:
+            headers["authorization"] = f"Bearer {request.authorization}"
         try:
             async with asyncio.timeout(request.timeout):
                 response = await self._client.post(

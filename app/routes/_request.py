@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from app.auth import ApiKey
+from app.auth import ApiKey, presented_key
 from app.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
 from app.limits import Grant
 from app.routing import ModelRoute
@@ -156,3 +156,11 @@ def _shown(value: Any) -> str:
         text = repr(value)
         return f" (got {text if len(text) <= 60 else text[:60] + '…'})"
     return ""
+
+
+def keep_client_key(request: Request, job: Generation) -> None:
+    """Note the client's key on the job when its model (or a fallback) may send it upstream
+    (`forward_client_auth`); the dispatcher sends it only to models that say so."""
+    config = job.route.config
+    if config.forward_client_auth or config.fallbacks:
+        job.client_key = presented_key(request.scope)

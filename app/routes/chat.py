@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from app.errors import InvalidRequest
 from app.prompts import PromptRenderError
-from app.routes._request import admit, allowed_route, authorized_body
+from app.routes._request import admit, allowed_route, authorized_body, keep_client_key
 from app.routing import ModelRoute
 from app.schemas.openai import ChatCompletionRequest
 from app.serving import Answer, Generation, serve_generation
@@ -34,6 +34,7 @@ async def create_chat_completion(request: Request) -> Answer:
     check_count(len(chat.messages), state.config.max_messages, "messages", "messages")
     job = chat_generation(chat, route)
     check_prompt_size(job.prompts, state.config.max_prompt_chars, "messages")
+    keep_client_key(request, job)
     grant = await admit(state, key, job)
     return await serve_generation(
         state,

@@ -6,7 +6,7 @@ from functools import partial
 
 from starlette.requests import Request
 
-from app.routes._request import admit, allowed_route, authorized_body
+from app.routes._request import admit, allowed_route, authorized_body, keep_client_key
 from app.routing import ModelRoute
 from app.schemas.openai import CompletionRequest
 from app.serving import Answer, Generation, serve_generation
@@ -30,6 +30,7 @@ async def create_completion(request: Request) -> Answer:
         check_count(len(legacy.prompt), state.config.max_messages, "prompt", "prompts")
     job = completion_generation(legacy, route)
     check_prompt_size(job.prompts, state.config.max_prompt_chars, "prompt")
+    keep_client_key(request, job)
     grant = await admit(state, key, job)
     return await serve_generation(
         state,

@@ -228,3 +228,23 @@ async def test_internal_error_is_500_envelope_without_details(make_client: Any) 
     error = assert_error(response, 500, code="internal_error")
     assert "secret detail" not in error["message"]
     assert response.headers["x-request-id"] in error["message"]
+
+
+async def test_an_internal_error_is_answered_inside_the_app_not_raised_to_the_server(
+    make_client: Any,
+) -> None:
+    """A 500 must not escape the app: the server would then close the keep-alive connection
+    under a client that may be sending its next request on it."""
+    client = await make_client(
+        ProxyConfig(models=[model("raw-model")]), upstream=ExplodingUpstream()
+    )
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    strict = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=transport.app, raise_app_exceptions=True),
+        base_url="http://proxy.test",
+    )
+    async with strict:
+        response = await strict.post("/v1/chat/completions", json=chat_body())  # no raise
+        assert_error(response, 500, code="internal_error")
+        assert (await strict.get("/health")).status_code == 200

@@ -50,19 +50,19 @@ def group(
 
 def test_cools_down_after_failures_in_a_row_then_probes_once() -> None:
     d = deployment("a", failures=3, seconds=10.0)
-    d.failed(NOW, None)
-    d.failed(NOW, None)
+    d.failed(NOW, None, d.epoch)
+    d.failed(NOW, None, d.epoch)
     assert d.state(NOW) == "healthy" and d.ready(NOW)
 
-    d.failed(NOW, None)
+    d.failed(NOW, None, d.epoch)
 
     assert d.state(NOW) == "cooling_down" and not d.ready(NOW)
     assert d.ready(NOW + 9.9) is False
     assert d.state(NOW + 10.0) == "probing" and d.ready(NOW + 10.0)
     d.take()  # the probe
     assert not d.ready(NOW + 10.0), "only one probe at a time"
-    d.release()
-    d.succeeded()
+    d.release(d.epoch)
+    d.succeeded(d.epoch)
     assert d.state(NOW + 10.0) == "healthy"
     assert d.cooldowns == 1
 
@@ -70,10 +70,10 @@ def test_cools_down_after_failures_in_a_row_then_probes_once() -> None:
 def test_a_failed_probe_cools_down_again_at_once() -> None:
     d = deployment("a", failures=3, seconds=10.0)
     for _ in range(3):
-        d.failed(NOW, None)
+        d.failed(NOW, None, d.epoch)
     d.take()
-    d.release()
-    d.failed(NOW + 10.0, None)
+    d.release(d.epoch)
+    d.failed(NOW + 10.0, None, d.epoch)
 
     assert d.state(NOW + 10.0) == "cooling_down"
     assert d.ready(NOW + 19.9) is False and d.ready(NOW + 20.0)
@@ -82,18 +82,18 @@ def test_a_failed_probe_cools_down_again_at_once() -> None:
 
 def test_a_success_resets_the_failures_in_a_row() -> None:
     d = deployment("a", failures=3)
-    d.failed(NOW, None)
-    d.failed(NOW, None)
-    d.succeeded()
-    d.failed(NOW, None)
-    d.failed(NOW, None)
+    d.failed(NOW, None, d.epoch)
+    d.failed(NOW, None, d.epoch)
+    d.succeeded(d.epoch)
+    d.failed(NOW, None, d.epoch)
+    d.failed(NOW, None, d.epoch)
 
     assert d.state(NOW) == "healthy"
 
 
 def test_retry_after_keeps_it_out_of_the_choice_for_that_long() -> None:
     d = deployment("a", failures=100)
-    d.failed(NOW, retry_after=2.5)
+    d.failed(NOW, 2.5, d.epoch)
 
     assert not d.ready(NOW + 2.4)
     assert d.ready(NOW + 2.5)
@@ -102,16 +102,43 @@ def test_retry_after_keeps_it_out_of_the_choice_for_that_long() -> None:
 
 def test_retry_after_is_capped() -> None:
     d = deployment("a", failures=100)
-    d.failed(NOW, retry_after=86_400)
+    d.failed(NOW, 86_400, d.epoch)
 
     assert d.ready(NOW + 60.0)
 
 
+def test_requests_in_flight_before_a_cooldown_do_not_decide_it() -> None:
+    d = deployment("a", failures=2, seconds=10.0)
+    old = d.epoch
+    for _ in range(3):
+        d.take()  # three requests go out while it looks healthy
+    d.failed(NOW, None, old)
+    d.failed(NOW, None, old)  # the second failure in a row: cooling down, a new epoch
+    assert d.state(NOW) == "cooling_down" and d.epoch == old + 1
+
+    d.succeeded(old)  # the third, sent before the cooldown, answers: says nothing about now
+    assert d.state(NOW) == "cooling_down"
+    d.failed(NOW, None, old)  # nor does a late failure start another cooldown
+    assert d.cooldowns == 1 and d.failures == 3
+    d.release(old)
+    d.release(old)
+    d.release(old)
+    assert d.in_flight == 0
+
+    d.take()  # the probe, after the cooldown
+    assert not d.ready(NOW + 10.0)
+    d.release(old)  # a late release of an old request does not open the door to a second
+    assert not d.ready(NOW + 10.0)
+    d.succeeded(d.epoch)
+    d.release(d.epoch)
+    assert d.state(NOW + 10.0) == "healthy" and d.ready(NOW + 10.0)
+
+
 def test_release_ends_a_probe_that_was_cancelled() -> None:
     d = deployment("a", failures=1, seconds=1.0)
-    d.failed(NOW, None)
+    d.failed(NOW, None, d.epoch)
     d.take()
-    d.release()  # the client left: neither success nor failure
+    d.release(d.epoch)  # the client left: neither success nor failure
 
     assert d.ready(NOW + 1.0) and d.state(NOW + 1.0) == "probing"
 
@@ -160,19 +187,19 @@ def test_pick_passes_over_tried_deployments_while_others_can_serve() -> None:
 def test_pick_skips_cooling_and_full_deployments() -> None:
     a, b, c = deployment("a", failures=1), deployment("b", max_concurrency=1), deployment("c")
     g = group(a, b, c)
-    a.failed(NOW, None)
+    a.failed(NOW, None, a.epoch)
     b.take()
 
     assert all(g.pick(NOW) is c for _ in range(5))
-    c.failed(NOW, retry_after=30)
+    c.failed(NOW, 30, c.epoch)
     assert g.pick(NOW) is None
 
 
 async def test_acquire_when_every_deployment_cools_down_says_when_one_is_back() -> None:
     a, b = deployment("a", failures=1, seconds=4.0), deployment("b", failures=1, seconds=9.0)
     g = group(a, b)
-    a.failed(NOW, None)
-    b.failed(NOW, None)
+    a.failed(NOW, None, a.epoch)
+    b.failed(NOW, None, b.epoch)
 
     with pytest.raises(UpstreamUnavailable) as caught:
         await g.acquire(NOW + 1.0, FAR, [])
@@ -193,12 +220,12 @@ async def test_a_full_deployment_queues_requests_and_serves_them_in_order() -> N
     async def waiter(index: int) -> None:
         taken = await g.acquire(time.monotonic(), math.inf, [])
         served.append(index)
-        g.release(taken)
+        g.release(taken, taken.epoch)
 
     tasks = [asyncio.create_task(waiter(index)) for index in range(3)]
     await asyncio.sleep(0)  # let them queue
     assert g.waiting == 3 and d.in_flight == 1
-    g.release(first)
+    g.release(first, first.epoch)
     await asyncio.gather(*tasks)
 
     assert served == [0, 1, 2]
@@ -211,13 +238,13 @@ async def test_a_newcomer_does_not_overtake_the_queue() -> None:
     first = await g.acquire(time.monotonic(), math.inf, [])
     queued = asyncio.create_task(g.acquire(time.monotonic(), math.inf, []))
     await asyncio.sleep(0)
-    g.release(first)  # the slot is the queued one's now
+    g.release(first, first.epoch)  # the slot is the queued one's now
     newcomer = asyncio.create_task(g.acquire(time.monotonic(), math.inf, []))
     await asyncio.sleep(0)
 
     assert (await queued) is d
     assert not newcomer.done()
-    g.release(d)
+    g.release(d, d.epoch)
     assert (await newcomer) is d
 
 
@@ -256,7 +283,7 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_passes_its_turn_on() -> N
     leaving = asyncio.create_task(g.acquire(time.monotonic(), math.inf, []))
     staying = asyncio.create_task(g.acquire(time.monotonic(), math.inf, []))
     await asyncio.sleep(0)
-    g.release(first)  # wakes `leaving` ...
+    g.release(first, first.epoch)  # wakes `leaving` ...
     leaving.cancel()  # ... which goes away before it runs
     with pytest.raises(asyncio.CancelledError):
         await leaving

@@ -289,10 +289,10 @@ def test_cooldown_and_recovery_are_metrics() -> None:
     deployment = route.deployments.members[0]
     labels = {"model": "tele-cool", "deployment": "tele-cool[0]"}
     assert value("proxy_deployment_up", **labels) == 1
-    deployment.failed(now=0.0, retry_after=None)
+    deployment.failed(now=0.0, retry_after=None, epoch=deployment.epoch)
     assert value("proxy_deployment_cooldowns_total", **labels) == 0
-    deployment.failed(now=0.0, retry_after=None)
+    deployment.failed(now=0.0, retry_after=None, epoch=deployment.epoch)
     assert value("proxy_deployment_cooldowns_total", **labels) == 1
     assert value("proxy_deployment_up", **labels) == 0
-    deployment.succeeded()  # the probe after the cooldown
+    deployment.succeeded(deployment.epoch)  # the probe after the cooldown
     assert value("proxy_deployment_up", **labels) == 1
