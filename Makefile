@@ -45,8 +45,10 @@ bench-smoke: $(STAMP)
 
 # The container checks (tests/container): the wheel from `python -m build` serves from a fresh venv;
 # the Dockerfile's image builds, runs and passes its checks; docker-compose.yml comes up with
-# podman-compose and the README's curl works. Needs root for podman (installed with apt-get when
-# missing; skipped with the reason where it cannot be). A few minutes; STEPS='image' runs one step.
+# podman-compose and the README's curl works; the replicated and monitoring profiles come up where
+# their images can be had (else SKIP with the reason: tests/unit/test_deploy_files.py checks them).
+# Needs root for podman (installed with apt-get when missing; skipped with the reason where it
+# cannot be). A few minutes; STEPS='wheel image compose profiles' picks steps.
 STEPS ?=
 
 .PHONY: container-test

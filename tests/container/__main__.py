@@ -4,6 +4,8 @@ Steps, all by default:
   wheel    `python -m build`, install the wheel into a fresh venv, its console script serves
   image    build the real Dockerfile with podman, run it, check it (tests/container/image.py)
   compose  `podman-compose up` of docker-compose.yml, the README's curl against it
+  profiles docker-compose.yml's `replicated` and `monitoring` profiles: skipped, saying which of
+           their images cannot be had (they are checked statically, tests/unit/test_deploy_files.py)
 
 `image` and `compose` need rootful podman: installed with apt-get when missing, configured under
 CTR_HOME (default /tmp/ctr-verify). Where that cannot be had they are skipped with the reason, and
@@ -29,12 +31,13 @@ from tests.container.engine import (
     prepare_engine,
 )
 from tests.container.image import check_image
+from tests.container.profiles import check_profiles
 from tests.container.report import CheckFailed, Report, Skipped
 from tests.container.wheel import check_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
-STEPS = ("wheel", "image", "compose")
+STEPS = ("wheel", "image", "compose", "profiles")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "wheel": lambda: check_wheel(REPO, report),
         "image": lambda: check_image(podman(), REPO, final_base_image(DOCKERFILE), report),
         "compose": lambda: check_compose(podman(), REPO, report),
+        "profiles": lambda: check_profiles(podman(), REPO, report),
     }
     for step in STEPS:
         if step in steps:
