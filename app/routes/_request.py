@@ -16,9 +16,11 @@ from app.auth import ApiKey, presented_key
 from app.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
 from app.limits import Grant
 from app.routing import ModelRoute
-from app.serving import Generation
+from app.schemas.openai import SamplingFields
+from app.serving import Answer, BuildAnswer, BuildChunks, Generation, serve_generation
 from app.state import ProxyState, proxy_state
 from app.tokens import estimate_tokens
+from app.translate import check_prompt_size
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -164,3 +166,34 @@ def keep_client_key(request: Request, job: Generation) -> None:
     config = job.route.config
     if config.forward_client_auth or config.fallbacks:
         job.client_key = presented_key(request.scope)
+
+
+async def serve_job(
+    request: Request,
+    state: ProxyState,
+    key: ApiKey | None,
+    job: Generation,
+    *,
+    client: SamplingFields,
+    prompt_param: str,
+    id_prefix: str,
+    build_answer: BuildAnswer,
+    build_chunks: BuildChunks,
+) -> Answer:
+    """A generation's common way out: the prompt size limit, the client's key for models that
+    forward it, the rate limits, then the answer (JSON or SSE)."""
+    check_prompt_size(job.prompts, state.config.max_prompt_chars, prompt_param)
+    keep_client_key(request, job)
+    grant = await admit(state, key, job)
+    return await serve_generation(
+        state,
+        job,
+        request_id=request.scope["request_id"],
+        receive=request.receive,
+        client=client,
+        id_prefix=id_prefix,
+        build_answer=build_answer,
+        build_chunks=build_chunks,
+        grant=grant,
+        record=request.scope.get("record"),
+    )

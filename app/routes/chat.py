@@ -8,17 +8,16 @@ from starlette.requests import Request
 
 from app.errors import InvalidRequest
 from app.prompts import PromptRenderError
-from app.routes._request import admit, allowed_route, authorized_body, keep_client_key
+from app.routes._request import allowed_route, authorized_body, serve_job
 from app.routing import ModelRoute
 from app.schemas.openai import ChatCompletionRequest
-from app.serving import Answer, Generation, serve_generation
+from app.serving import Answer, Generation
 from app.streaming import chat_chunks
 from app.translate import (
     chat_max_tokens,
     check_chat_features,
     check_count,
     check_max_tokens,
-    check_prompt_size,
     flatten_messages,
     resolve_sampling,
     stop_sequences,
@@ -33,20 +32,16 @@ async def create_chat_completion(request: Request) -> Answer:
     check_chat_features(chat)
     check_count(len(chat.messages), state.config.max_messages, "messages", "messages")
     job = chat_generation(chat, route)
-    check_prompt_size(job.prompts, state.config.max_prompt_chars, "messages")
-    keep_client_key(request, job)
-    grant = await admit(state, key, job)
-    return await serve_generation(
+    return await serve_job(
+        request,
         state,
+        key,
         job,
-        request_id=request.scope["request_id"],
-        receive=request.receive,
         client=chat,
+        prompt_param="messages",
         id_prefix="chatcmpl",
         build_answer=to_chat_completion,
         build_chunks=chat_chunks,
-        grant=grant,
-        record=request.scope.get("record"),
     )
 
 

@@ -6,15 +6,14 @@ from functools import partial
 
 from starlette.requests import Request
 
-from app.routes._request import admit, allowed_route, authorized_body, keep_client_key
+from app.routes._request import allowed_route, authorized_body, serve_job
 from app.routing import ModelRoute
 from app.schemas.openai import CompletionRequest
-from app.serving import Answer, Generation, serve_generation
+from app.serving import Answer, Generation
 from app.streaming import text_chunks
 from app.translate import (
     check_count,
     check_max_tokens,
-    check_prompt_size,
     completion_prompts,
     resolve_sampling,
     stop_sequences,
@@ -29,20 +28,16 @@ async def create_completion(request: Request) -> Answer:
     if isinstance(legacy.prompt, list):  # before the prompts are multiplied by n
         check_count(len(legacy.prompt), state.config.max_messages, "prompt", "prompts")
     job = completion_generation(legacy, route)
-    check_prompt_size(job.prompts, state.config.max_prompt_chars, "prompt")
-    keep_client_key(request, job)
-    grant = await admit(state, key, job)
-    return await serve_generation(
+    return await serve_job(
+        request,
         state,
+        key,
         job,
-        request_id=request.scope["request_id"],
-        receive=request.receive,
         client=legacy,
+        prompt_param="prompt",
         id_prefix="cmpl",
         build_answer=to_text_completion,
         build_chunks=text_chunks,
-        grant=grant,
-        record=request.scope.get("record"),
     )
 
 

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
+import yaml
 
 START_DEADLINE = 30.0
 STOP_DEADLINE = 10.0
@@ -150,3 +151,20 @@ def mock_stats(server: Server) -> dict[str, int]:
     assert response.status_code == 200, response.text
     result: dict[str, int] = response.json()
     return result
+
+
+def serve_config(
+    log_dir: Path, name: str, config: dict[str, Any], env: dict[str, str] | None = None
+) -> Server:
+    """`serve` a config (written as `<log_dir>/<name>.yaml`) on a free port, once it answers."""
+    path = log_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    port = free_port()
+    argv = ["serve", "--config", str(path), "--port", str(port)]
+    server = start_server(name, argv, port=port, log_dir=log_dir, env=env or clean_env())
+    try:
+        server.wait_ready("/health")
+    except BaseException:
+        server.stop()
+        raise
+    return server

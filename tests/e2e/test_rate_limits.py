@@ -11,9 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.e2e.servers import Server, clean_env, free_port, start_server, wait_until
+from tests.e2e.servers import (
+    Server,
+    clean_env,
+    free_port,
+    serve_config,
+    start_server,
+    wait_until,
+)
 from tests.redis_server import RedisServer, require_redis_server
 
 pytestmark = pytest.mark.e2e
@@ -56,22 +62,7 @@ def start_proxy(
         "api_keys": [{"key": KEY, "name": "team", "rpm": 20}],
         "rate_limit": {"retry_seconds": 0.2, **rate_limit},
     }
-    path = log_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    server = start_server(
-        name,
-        ["serve", "--config", str(path), "--port", str(port)],
-        port=port,
-        log_dir=log_dir,
-        env=clean_env(PROXY_REDIS_URL=redis.url),
-    )
-    try:
-        server.wait_ready("/health")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return serve_config(log_dir, name, config, clean_env(PROXY_REDIS_URL=redis.url))
 
 
 @pytest.fixture

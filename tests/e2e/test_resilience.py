@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import yaml
 
 from tests.e2e.servers import (
     Server,
     clean_env,
     free_port,
     mock_stats,
+    serve_config,
     start_server,
     wait_until,
 )
@@ -61,17 +61,7 @@ def start_mocks(log_dir: Path, plans: dict[str, list[str]]) -> dict[str, Server]
 
 
 def start_proxy(log_dir: Path, name: str, config: dict[str, Any]) -> Server:
-    path = log_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    port = free_port()
-    argv = ["serve", "--config", str(path), "--port", str(port)]
-    server = start_server(name, argv, port=port, log_dir=log_dir, env=clean_env())
-    try:
-        server.wait_ready("/health")
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return serve_config(log_dir, name, config)
 
 
 def base(server: Server) -> str:
