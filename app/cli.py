@@ -262,7 +262,7 @@ fault modes (--fault MODE, or the request header x-mock-fault: MODE):
   empty-output  huge[:BYTES]  trickle  reset-body  reset  hang
 other request headers: x-mock-delay-ms: MS, x-mock-retry-after: SECONDS
 counters: GET /_mock/stats, POST /_mock/reset-stats
-details: the docstring of app/mock_upstream.py"""
+details: the docstring of app/mock_upstream/__init__.py"""
 
 
 def _mock_option(parse: Callable[[str], Any]) -> Callable[[str], Any]:
