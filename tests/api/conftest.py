@@ -42,8 +42,24 @@ class FakeUpstream:
             await asyncio.sleep(self.delay)  # simulated upstream latency, not a wait
         if self.override is not None:
             return self.override(request)
-        status, payload = complete(orjson.loads(request.content))
-        return httpx.Response(status, content=orjson.dumps(payload))
+        return mock_answer(request)
+
+
+def mock_answer(request: httpx.Request) -> httpx.Response:
+    """What the reference mock upstream answers to the proxy's request."""
+    status, payload = complete(orjson.loads(request.content))
+    return httpx.Response(status, content=orjson.dumps(payload))
+
+
+def failing_on(path: str, status: int) -> Handler:
+    """Answer `status` for one model's upstream path, and as the mock does for the others."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == path:
+            return httpx.Response(status, json={"message": "down", "data": []})
+        return mock_answer(request)
+
+    return handler
 
 
 def model(name: str, **fields: Any) -> ModelConfig:

@@ -6,13 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from pydantic import ValidationError
 
 from app.config import ModelConfig, ProxyConfig
-from app.mock_upstream import complete
-from tests.api.conftest import FakeUpstream, chat_body, model
+from tests.api.conftest import FakeUpstream, chat_body, mock_answer, model
 
 CONFIG = ProxyConfig(
     models=[
@@ -64,7 +62,7 @@ async def test_a_forwarding_fallback_gets_the_key_a_non_forwarding_primary_kept(
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/with-fallback":
             return httpx.Response(503, text="down")
-        return fake_upstream_answer(request)
+        return mock_answer(request)
 
     fake_upstream.override = handler
     response = await client.post(
@@ -96,8 +94,3 @@ def test_forwarding_and_an_own_authorization_header_exclude_each_other() -> None
             deployments=[{"api_base": "http://h/x", "headers": {"authorization": "Bearer t"}}],
             forward_client_auth=True,
         )
-
-
-def fake_upstream_answer(request: httpx.Request) -> httpx.Response:
-    status, payload = complete(orjson.loads(request.content))
-    return httpx.Response(status, content=orjson.dumps(payload))

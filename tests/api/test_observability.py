@@ -11,15 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from app.config import CorsConfig, ModelConfig, ProxyConfig
 from app.logs import JsonFormatter
-from app.mock_upstream import complete
-from tests.api.conftest import FakeUpstream, assert_error, chat_body, model
+from tests.api.conftest import FakeUpstream, assert_error, chat_body, failing_on, model
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ORIGIN = "https://chat.example.com"
@@ -377,18 +375,6 @@ def test_cors_config_refuses_what_would_not_work_or_be_unsafe(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         CorsConfig.model_validate(fields)
-
-
-def failing_on(path: str, status: int) -> Callable[[httpx.Request], httpx.Response]:
-    """Answer `status` for one model's upstream path, and normally for the others."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == path:
-            return httpx.Response(status, json={"message": "down", "data": []})
-        answer_status, payload = complete(orjson.loads(request.content))
-        return httpx.Response(answer_status, content=orjson.dumps(payload))
-
-    return handler
 
 
 def test_model_config_takes_log_content() -> None:

@@ -6,23 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import orjson
 
 from app.config import ProxyConfig
-from app.mock_upstream import complete
-from tests.api.conftest import FakeUpstream, assert_error, chat_body, model
-
-
-def failing_on(path: str, status: int) -> Callable[[httpx.Request], httpx.Response]:
-    """Answer `status` for one model's upstream path, and normally for the others."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == path:
-            return httpx.Response(status, json={"message": "down", "data": []})
-        answer_status, payload = complete(orjson.loads(request.content))
-        return httpx.Response(answer_status, content=orjson.dumps(payload))
-
-    return handler
+from tests.api.conftest import FakeUpstream, assert_error, chat_body, failing_on, mock_answer, model
 
 
 def config_with_fallback(**primary: Any) -> ProxyConfig:
@@ -61,7 +47,7 @@ async def test_fallbacks_are_tried_in_order_until_one_answers(
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path in ("/primary", "/llama"):
             return httpx.Response(502, text="bad gateway")
-        return failing_on("", 0)(request)
+        return mock_answer(request)
 
     fake_upstream.override = handler
 

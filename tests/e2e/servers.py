@@ -12,7 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -168,3 +169,27 @@ def serve_config(
         server.stop()
         raise
     return server
+
+
+def launch_mock(
+    log_dir: Path, name: str, args: Sequence[str] = (), port: int | None = None
+) -> Server:
+    """Start `mock-upstream` with `args` (on a free port unless given); not yet waited for,
+    so that several can start at once. Ready when `wait_ready(MOCK_READY)` returns."""
+    port = free_port() if port is None else port
+    argv = ["mock-upstream", "--port", str(port), *args]
+    return start_server(name, argv, port=port, log_dir=log_dir, env=clean_env())
+
+
+MOCK_READY = "/_mock/stats"
+
+
+@contextmanager
+def running_mock(log_dir: Path, name: str, args: Sequence[str] = ()) -> Iterator[Server]:
+    """A ready `mock-upstream` for the block, stopped after it."""
+    server = launch_mock(log_dir, name, args)
+    try:
+        server.wait_ready(MOCK_READY)
+        yield server
+    finally:
+        server.stop()

@@ -35,6 +35,7 @@ from tests.e2e.servers import (
     Server,
     clean_env,
     free_port,
+    running_mock,
     start_server,
     wait_until,
 )
@@ -101,14 +102,8 @@ def redis_server(log_dir: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def mock(log_dir: Path) -> Iterator[Server]:
-    port = free_port()
-    argv = ["mock-upstream", "--port", str(port)]
-    server = start_server("mock-upstream", argv, port=port, log_dir=log_dir, env=clean_env())
-    try:
-        server.wait_ready("/_mock/stats")
+    with running_mock(log_dir, "mock-upstream") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pytest
 
 from app.mock_upstream import complete
 from tests.e2e.servers import (
+    MOCK_READY,
     Server,
     clean_env,
-    free_port,
+    launch_mock,
     mock_stats,
-    start_server,
     wait_until,
 )
 
@@ -43,11 +43,9 @@ def mocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server
     servers: dict[str, Server] = {}
     try:
         for name, args in PLANS.items():
-            port = free_port()
-            argv = ["mock-upstream", "--port", str(port), *args]
-            servers[name] = start_server(name, argv, port=port, log_dir=log_dir, env=clean_env())
+            servers[name] = launch_mock(log_dir, name, args)
         for server in servers.values():
-            server.wait_ready("/_mock/stats")
+            server.wait_ready(MOCK_READY)
         yield servers
     finally:
         for server in servers.values():

@@ -20,7 +20,14 @@ import yaml
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.servers import Server, clean_env, free_port, start_server, wait_until
+from tests.e2e.servers import (
+    Server,
+    clean_env,
+    free_port,
+    running_mock,
+    start_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,14 +45,8 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def mock(log_dir: Path) -> Iterator[Server]:
-    port = free_port()
-    argv = ["mock-upstream", "--port", str(port), "--latency", "fixed:20"]
-    server = start_server("mock-upstream", argv, port=port, log_dir=log_dir, env=clean_env())
-    try:
-        server.wait_ready("/_mock/stats")
+    with running_mock(log_dir, "mock-upstream", ["--latency", "fixed:20"]) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,8 @@ import pytest
 from tests.e2e.servers import (
     Server,
     clean_env,
-    free_port,
+    running_mock,
     serve_config,
-    start_server,
     wait_until,
 )
 from tests.redis_server import RedisServer, require_redis_server
@@ -37,15 +36,8 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def upstream(log_dir: Path) -> Iterator[Server]:
-    port = free_port()
-    server = start_server(
-        "mock", ["mock-upstream", "--port", str(port)], port=port, log_dir=log_dir, env=clean_env()
-    )
-    try:
-        server.wait_ready("/_mock/stats")
+    with running_mock(log_dir, "mock") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -20,12 +20,12 @@ import openai
 import pytest
 
 from tests.e2e.servers import (
+    MOCK_READY,
     Server,
-    clean_env,
     free_port,
+    launch_mock,
     mock_stats,
     serve_config,
-    start_server,
     wait_until,
 )
 
@@ -48,11 +48,9 @@ def start_mocks(log_dir: Path, plans: dict[str, list[str]]) -> dict[str, Server]
     servers: dict[str, Server] = {}
     try:
         for name, args in plans.items():
-            port = free_port()
-            argv = ["mock-upstream", "--port", str(port), *args]
-            servers[name] = start_server(name, argv, port=port, log_dir=log_dir, env=clean_env())
+            servers[name] = launch_mock(log_dir, name, args)
         for server in servers.values():
-            server.wait_ready("/_mock/stats")
+            server.wait_ready(MOCK_READY)
     except BaseException:
         for server in servers.values():
             server.stop()
@@ -339,11 +337,8 @@ def test_cooldown_skips_a_dead_deployment_then_a_probe_brings_it_back(log_dir: P
             assert states == ["cooling_down", "healthy"]
             proxy.wait_for_log("deployment m[0] failed 1 in a row; cooling down for 0.5 s")
 
-            argv = ["mock-upstream", "--port", str(flaky_port)]
-            again = restarted = start_server(
-                "flaky-again", argv, port=flaky_port, log_dir=log_dir, env=clean_env()
-            )
-            again.wait_ready("/_mock/stats")
+            again = restarted = launch_mock(log_dir, "flaky-again", port=flaky_port)
+            again.wait_ready(MOCK_READY)
 
             def probed() -> bool:
                 chat(sdk, "m")

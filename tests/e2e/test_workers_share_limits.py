@@ -21,7 +21,14 @@ import yaml
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.servers import Server, clean_env, free_port, start_server, wait_until
+from tests.e2e.servers import (
+    Server,
+    clean_env,
+    free_port,
+    running_mock,
+    start_server,
+    wait_until,
+)
 from tests.redis_server import RedisServer, require_redis_server
 
 pytestmark = pytest.mark.e2e
@@ -48,14 +55,8 @@ def redis_server(log_dir: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def upstream(log_dir: Path) -> Iterator[Server]:
-    port = free_port()
-    argv = ["mock-upstream", "--port", str(port)]
-    server = start_server("mock", argv, port=port, log_dir=log_dir, env=clean_env())
-    try:
-        server.wait_ready("/_mock/stats")
+    with running_mock(log_dir, "mock") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
