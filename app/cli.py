@@ -19,6 +19,7 @@ from app import mock_upstream
 from app.config import ConfigError
 from app.main import create_app, prepare
 from app.routing import Router
+from app.server_protocol import CoalescingHttpToolsProtocol
 from app.settings import Settings
 
 log = logging.getLogger("app")
@@ -201,7 +202,7 @@ def _run(settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers,
         loop=settings.loop,
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         log_config=_log_config(settings),
         access_log=False,  # the proxy's own, app.access, has the request's fields
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,

@@ -1,0 +1,79 @@
+"""uvicorn's httptools protocol, with a response's writes sent in one system call.
+
+uvicorn writes an answer's status line and headers as soon as the app sends
+`http.response.start`, and its body when the app sends `http.response.body`: two `send()`
+system calls for every answer, though the proxy sends both messages in the same step of the
+event loop. On loopback each call costs about as much as the proxy's whole translation, and
+the client may be woken twice. `CoalescingTransport` keeps what is written during one step of
+the event loop and writes it at the end of the step, in one call; nothing is held any longer,
+so a stream's headers and each of its events still go out as soon as they are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class CoalescingTransport:
+    """Wraps a transport; writes made in one event-loop step go out together, in order."""
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pending = self._pending
+        if pending is None:
+            self._pending = [bytes(data)]
+            self._loop.call_soon(self.flush)
+        else:
+            pending.append(bytes(data))
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Write what is held now (the end of the step does this by itself)."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        if self._transport.is_closing():
+            return  # the connection is gone: nobody will read it
+        self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        held = sum(map(len, self._pending)) if self._pending else 0
+        return held + self._transport.get_write_buffer_size()
+
+    def __getattr__(self, name: str) -> Any:
+        # is_closing, get_extra_info, pause_reading, … : the transport's own.
+        return getattr(self._transport, name)
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol writing through a CoalescingTransport (`uvicorn.run(http=…)`)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # Reads are paused and resumed on the transport itself (uvicorn's FlowControl keeps it).
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
