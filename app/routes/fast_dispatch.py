@@ -1,11 +1,12 @@
-"""Pure ASGI dispatch of the generation routes, ahead of FastAPI's router.
+"""Pure ASGI dispatch of the generation routes, ahead of FastAPI.
 
 POST /v1/chat/completions and /v1/completions carry nearly all of the proxy's traffic. This
-middleware sends them straight to their endpoints, skipping the router's matching, Starlette's
-exception middleware and FastAPI's exit stack — layers that cost as much per request as the
-proxy's own translation. What it skips, it provides: a ProxyError becomes its envelope here;
-anything unexpected propagates to ServerErrorMiddleware, which answers a 500 envelope. Every
-other request (and other methods on these paths, which get 405) goes through FastAPI as usual.
+layer of the app's front door (app.main.ProxyApp) sends them straight to their endpoints,
+skipping FastAPI's own layers, the router's matching, Starlette's exception middleware and
+FastAPI's exit stack — layers that cost as much per request as the proxy's own translation.
+What it skips, it provides: a ProxyError becomes its envelope here; anything unexpected
+propagates to TelemetryMiddleware, which answers a 500 envelope. Every other request (and other
+methods on these paths, which get 405) goes through FastAPI as usual.
 """
 
 from __future__ import annotations
