@@ -16,14 +16,18 @@ an operator configured. Errors:
     └── ResponseTooLarge    the body passed `max_response_bytes`
 
 Timeouts: a connection not made within `connect_timeout` is `ConnectFailed` (the request
-never left, so it is safe to send elsewhere); the whole exchange is the caller's to bound:
-wrap `post` in `asyncio.timeout`. A connection interrupted by a timeout or a cancellation is
-closed, never reused, and its slot is freed.
+never left, so it is safe to send elsewhere); `post(..., timeout=s)` bounds the whole request
+(waiting for a free slot, connecting, the exchange) and raises `TimeoutError` when it runs out.
+It is one timer on the exchange, not an `asyncio.timeout` around it: on the hot path that
+costs a timer handle instead of a timeout object, task bookkeeping and a cancellation.
+A connection interrupted by a timeout or a cancellation is closed, never reused, and its slot
+is freed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import ssl
 import time
 import zlib
@@ -118,8 +122,9 @@ class _Exchange:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one exchange at a time."""
 
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
         self.origin = origin
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.keep_alive = False
@@ -212,17 +217,21 @@ class _Connection(asyncio.Protocol):
         self._finish(exchange)
 
     # use
-    async def exchange(self, request: bytes, limit: int) -> Response:
+    async def exchange(self, request: bytes, limit: int, deadline: float | None) -> Response:
+        """Send the request, wait for its answer; TimeoutError at `deadline` (loop time)."""
         assert self.transport is not None
-        waiter = asyncio.get_running_loop().create_future()
+        waiter = self.loop.create_future()
         self._exchange = _Exchange(waiter=waiter, limit=limit)
         self._parser = httptools.HttpResponseParser(self)
         self.keep_alive = False
         self.transport.write(request)
+        timer = None if deadline is None else self.loop.call_at(deadline, _expire, waiter)
         try:
             response: Response = await waiter
             return response
         finally:
+            if timer is not None:
+                timer.cancel()
             self._exchange = None
             self._parser = None
 
@@ -249,6 +258,50 @@ class _Connection(asyncio.Protocol):
         if exchange is not None and not exchange.waiter.done():
             exchange.waiter.set_exception(error)
         self.close()
+
+
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class _Slots:
+    """At most `limit` holders at once, first come first served; like asyncio.Semaphore
+    without its per-acquire scan of the waiters, and with a deadline (loop time)."""
+
+    __slots__ = ("limit", "taken", "_waiters")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
+        if self.taken < self.limit and not self._waiters:
+            self.taken += 1
+            return
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+        try:
+            await waiter  # the releaser handed its slot over: `taken` is already counted
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release()  # handed over just as this waiter gave up: pass it on
+            elif waiter in self._waiters:  # a release may already have dropped it
+                self._waiters.remove(waiter)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes straight to the next in line
+                return
+        self.taken -= 1
 
 
 def _decode(headers: list[tuple[bytes, bytes]], body: bytes, limit: int) -> bytes:
@@ -298,30 +351,41 @@ class HTTPPool:
         self.keepalive_seconds = keepalive_seconds
         self.max_response_bytes = max_response_bytes
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._slots: dict[Origin, asyncio.Semaphore] = {}
+        self._slots: dict[Origin, _Slots] = {}
         self._tls = tls  # None: the system's trusted CAs, made on first https use
         self._closed = False
 
-    async def post(self, target: Target, extra_head: bytes, body: bytes) -> Response:
-        """Send `target.head + extra_head` with `body`; extra_head is whole header lines."""
+    async def post(
+        self, target: Target, extra_head: bytes, body: bytes, *, timeout: float | None = None
+    ) -> Response:
+        """Send `target.head + extra_head` with `body`; extra_head is whole header lines.
+        TimeoutError when the answer is not complete within `timeout` seconds."""
         request = b"%s%scontent-length: %d\r\n\r\n%s" % (target.head, extra_head, len(body), body)
         origin = target.origin
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         slots = self._slots.get(origin)
         if slots is None:
-            slots = self._slots[origin] = asyncio.Semaphore(self.max_connections)
-        async with slots:
+            slots = self._slots[origin] = _Slots(self.max_connections)
+        await slots.acquire(loop, deadline)
+        try:
             connection = self._take_idle(origin)
             if connection is not None:
                 try:
-                    return await self._exchange(connection, request)
+                    return await self._exchange(connection, request, deadline)
                 except ConnectionBroken as exc:
                     if exc.answered:
                         raise
-            return await self._exchange(await self._connect(origin), request)
+            connection = await self._connect(origin, loop, deadline)
+            return await self._exchange(connection, request, deadline)
+        finally:
+            slots.release()
 
-    async def _exchange(self, connection: _Connection, request: bytes) -> Response:
+    async def _exchange(
+        self, connection: _Connection, request: bytes, deadline: float | None
+    ) -> Response:
         try:
-            response = await connection.exchange(request, self.max_response_bytes)
+            response = await connection.exchange(request, self.max_response_bytes, deadline)
         except BaseException:
             connection.close()  # an interrupted exchange leaves the stream in an unknown state
             raise
@@ -346,19 +410,24 @@ class HTTPPool:
             connection.close()
         return None
 
-    async def _connect(self, origin: Origin) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(
+        self, origin: Origin, loop: asyncio.AbstractEventLoop, deadline: float | None
+    ) -> _Connection:
         tls = self._tls_context() if origin.scheme == "https" else None
+        give_up = loop.time() + self.connect_timeout
+        whole_request_ends = deadline is not None and deadline < give_up
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout_at(deadline if whole_request_ends else give_up):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(origin),
+                    lambda: _Connection(origin, loop),
                     origin.host,
                     origin.port,
                     ssl=tls,
                     server_hostname=origin.host if tls else None,
                 )
         except TimeoutError as exc:
+            if whole_request_ends:
+                raise  # the request's own time ran out, not the connect timeout
             raise ConnectFailed(f"no connection within {self.connect_timeout:g} s") from exc
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(exc.strerror or str(exc) or type(exc).__name__) from exc

@@ -127,8 +127,9 @@ class PooledUpstream:
         if request.authorization is not None:
             extra += b"authorization: Bearer " + request.authorization.encode("latin-1") + b"\r\n"
         try:
-            async with asyncio.timeout(request.timeout):
-                response = await self._pool.post(self._target(endpoint), extra, request.body)
+            response = await self._pool.post(
+                self._target(endpoint), extra, request.body, timeout=request.timeout
+            )
         except TimeoutError as exc:
             raise _timed_out(request) from exc
         except ConnectFailed as exc:

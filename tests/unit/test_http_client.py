@@ -624,6 +624,85 @@ async def test_timeouts_do_not_exhaust_the_pool(serve: ServeFactory) -> None:
     assert [response.body for response in responses] == [b"ok"] * 4
 
 
+async def test_post_timeout_bounds_the_exchange_and_frees_its_slot(serve: ServeFactory) -> None:
+    async def first_hangs(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            if len(peer.server.requests) == 1:
+                await peer.until_closed()
+                return
+            await peer.write(answer(b"ok"))
+
+    server = await serve(first_hangs)
+    async with aclosing(HTTPPool(max_connections=1)) as pool:
+        with pytest.raises(TimeoutError):
+            await pool.post(server.target(), b"", b"{}", timeout=0.05)
+        await server.peers[0].eof.wait()  # the timed-out connection was closed, not pooled
+        answered = await pool.post(server.target(), b"", b"{}", timeout=5)
+    assert answered.body == b"ok"
+    assert server.accepted == 2
+
+
+async def test_post_timeout_covers_the_wait_for_a_slot(serve: ServeFactory) -> None:
+    release = asyncio.Event()
+
+    async def held(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await release.wait()
+            await peer.write(answer(b"held"))
+
+    server = await serve(held)
+    async with aclosing(HTTPPool(max_connections=1)) as pool:
+        holder = asyncio.create_task(post(pool, server))
+        await server.wait_requests(1)
+        with pytest.raises(TimeoutError):
+            await pool.post(server.target(), b"", b"{}", timeout=0.05)
+        assert len(server.requests) == 1  # the second never got a connection
+        release.set()
+        assert (await holder).body == b"held"
+        assert (await post(pool, server)).body == b"held"  # the waiter left no slot taken
+
+
+async def test_slots_hand_over_first_come_first_served() -> None:
+    loop = asyncio.get_running_loop()
+    slots = http_client._Slots(1)
+    await slots.acquire(loop, None)
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        await slots.acquire(loop, None)
+        order.append(name)
+        slots.release()
+
+    waiting = [asyncio.create_task(take(name)) for name in ("a", "b", "c")]
+    await asyncio.sleep(0)
+    assert order == [] and slots.taken == 1
+    slots.release()
+    await asyncio.gather(*waiting)
+    assert order == ["a", "b", "c"]
+    assert slots.taken == 0
+
+
+async def test_slots_a_waiter_that_gives_up_takes_no_slot() -> None:
+    loop = asyncio.get_running_loop()
+    slots = http_client._Slots(1)
+    await slots.acquire(loop, None)
+    timed_out = asyncio.create_task(slots.acquire(loop, loop.time() + 0.01))
+    cancelled = asyncio.create_task(slots.acquire(loop, None))
+    handed_then_cancelled = asyncio.create_task(slots.acquire(loop, None))
+    await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):
+        await timed_out
+    cancelled.cancel()
+    slots.release()  # hands the slot to `handed_then_cancelled` (the others are gone) …
+    handed_then_cancelled.cancel()  # … which is cancelled before it runs: it passes it on
+    for task in (cancelled, handed_then_cancelled):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert slots.taken == 0
+    await slots.acquire(loop, loop.time() + 1)  # free at once
+    assert slots.taken == 1
+
+
 async def test_a_connection_not_made_in_time_is_connect_failed() -> None:
     """A listener whose accept queue is full drops the SYN: the connect hangs until its timeout."""
     with socket.socket() as listener:
