@@ -36,6 +36,7 @@ from prometheus_client import Histogram
 from starlette.types import Scope
 
 from app import metrics
+from app.logs import FieldsRecord
 
 if TYPE_CHECKING:
     from app.config import ModelConfig
@@ -315,18 +316,16 @@ def log_access(record: RequestRecord, key_name: str, latency: float, disconnecte
     if record.prompt is not None:
         fields["prompt"] = record.prompt
         fields["completion"] = record.completion
-    # makeRecord + handle: Logger.info would also walk the stack for the caller's file and line,
-    # which no format here shows (and the per-request line is the log's most frequent one).
+    # Logger.info would also walk the stack for the caller's file and line, which no format
+    # here shows, and LogRecord would look up the process and thread: this is the log's most
+    # frequent line.
     access_log.handle(
-        access_log.makeRecord(
+        FieldsRecord(
             access_log.name,
             logging.INFO,
-            "",
-            0,
             "%s %s %d",
             (record.method, record.path, record.status),
-            None,
-            extra={"fields": fields},
+            fields,
         )
     )
 
