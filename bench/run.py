@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                 # the full matrix, 15 s per row (about 3 minutes)
     .venv/bin/python bench/run.py --smoke         # a few seconds; exit 1 if any answer was wrong
     .venv/bin/python bench/run.py --compare-cmd 'CMD' --compare-url http://127.0.0.1:PORT
+    .venv/bin/python bench/run.py --yardstick  # next to bench/prototype.py (the yardstick)
 
 What one run does (see bench/README.md):
 1. starts nginx (a fixed custom-format answer from memory, the zero-cost upstream) and
@@ -60,6 +61,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--compare-cmd", help="command that starts another proxy to measure in the same run")
     add("--compare-url", help="its base URL, e.g. http://127.0.0.1:14000")
     add("--compare-label", default="compare", help="its name in the table [compare]")
+    add(
+        "--yardstick",
+        action="store_true",
+        help="compare with bench/prototype.py, the bare FastAPI + aiohttp proxy the performance "
+        "issue's targets were set against (instead of --compare-cmd)",
+    )
     add("--nginx-port", type=int, default=0, help="[0: a free port]")
     add("--slow-port", type=int, default=0, help="[0: a free port]")
     add("--proxy-port", type=int, default=0, help="[0: a free port]")
@@ -89,6 +96,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             port = procs.free_port(avoid=taken)
             setattr(args, option, port)
             taken.add(port)
+    if args.yardstick:
+        if args.compare_cmd:
+            parser.error("--yardstick is a --compare-cmd of its own: give one of them")
+        port = procs.free_port(avoid=taken)
+        args.compare_url = f"http://127.0.0.1:{port}"
+        args.compare_label = "prototype"
+        # bash -c expands the upstream URLs Bench puts in the environment.
+        args.compare_cmd = (
+            f"{sys.executable} {BENCH_DIR / 'prototype.py'} --port {port}"
+            " --nginx-url $BENCH_NGINX_URL --slow-url $BENCH_SLOW_URL"
+        )
     args.out = (args.out or Path("/tmp/custom-llm-proxy-bench") / stamp).resolve()
     return args
 
