@@ -127,8 +127,13 @@ def log_config(level: str, log_format: str = "text", *, access_log: bool = True)
     """One format for the proxy's and uvicorn's loggers, in every worker process: text, or one
     JSON object per line (app.logs). The access log is the `app.access` logger at INFO."""
     formatter = "app.logs.JsonFormatter" if log_format == "json" else "app.logs.TextFormatter"
-    # Off, the access logger is above INFO, so no request builds its line.
-    access = {} if access_log else {"app.access": {"level": "WARNING"}}
+    # Off, the access logger is above INFO, so no request builds its line. On, it has a handler
+    # of its own to the same stdout, which writes its lines without logging's records (app.logs).
+    access = (
+        {"app.access": {"handlers": ["access"], "propagate": False, "level": "INFO"}}
+        if access_log
+        else {"app.access": {"level": "WARNING"}}
+    )
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -137,6 +142,11 @@ def log_config(level: str, log_format: str = "text", *, access_log: bool = True)
             # stdout, as containers and process managers expect of a service's logs
             "stdout": {
                 "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stdout",
+            },
+            "access": {
+                "class": "app.logs.AccessHandler",
                 "formatter": "default",
                 "stream": "ext://sys.stdout",
             },

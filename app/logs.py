@@ -6,6 +6,13 @@ fields, see app.telemetry). The JSON formatter puts them beside `time`, `level`,
 `name=value` rendering costs several times the rest of the line, once per request). Every
 other record — the proxy's own, uvicorn's — is formatted the same way, so a JSON log has
 nothing but JSON lines.
+
+The access log writes a line per request, and logging's way there (a record, the logger tree,
+filters, the handler's format) cost about a tenth of a request's CPU. So the CLI's log config
+gives `app.access` a handler of its own, `AccessHandler`, and app.telemetry hands it the line's
+parts directly (`write_fields`): the same line, formatted by the same formatter, without the
+record. Anything else on `app.access` (a handler or filter added by an embedding application)
+makes it go the usual way.
 """
 
 from __future__ import annotations
@@ -51,13 +58,60 @@ class FieldsRecord(logging.LogRecord):
         self.fields = fields
 
 
-class JsonFormatter(logging.Formatter):
+class FieldsFormatter(logging.Formatter):
+    """A formatter that can also format a line from its parts, without a record."""
+
+    def format_fields(
+        self, logger: str, level: str, message: str, fields: dict[str, object]
+    ) -> str:
+        """What `format` makes of an INFO-or-higher FieldsRecord with these parts, now."""
+        record = FieldsRecord(logger, logging.getLevelName(level), message, (), fields)
+        return self.format(record)
+
+
+class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The access log's stream handler; `write_fields` is its fast path (module docstring)."""
+
+    def write_fields(self, logger: str, message: str, fields: dict[str, object]) -> None:
+        formatter = self.formatter
+        assert isinstance(formatter, FieldsFormatter)
+        line = formatter.format_fields(logger, "INFO", message, fields)
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line + self.terminator)
+            self.stream.flush()
+
+    def fast_path(self, logger: logging.Logger) -> bool:
+        """Whether `logger`'s lines may skip logging's machinery: this handler is its only
+        output, nothing filters, and the formatter can format from parts."""
+        return (
+            logger.handlers == [self]
+            and not logger.filters
+            and not self.filters
+            and isinstance(self.formatter, FieldsFormatter)
+            and self.level <= logging.INFO
+        )
+
+
+class JsonFormatter(FieldsFormatter):
     """`{"time", "level", "logger", "message", ...fields, "exception"?}` on one line."""
 
     def __init__(self) -> None:
         super().__init__()
         self._second = -1
         self._second_text = ""
+
+    def format_fields(
+        self, logger: str, level: str, message: str, fields: dict[str, object]
+    ) -> str:
+        now = time.time()
+        entry: dict[str, Any] = {
+            "time": self._time_text(now, int((now - int(now)) * 1000)),
+            "level": level,
+            "logger": logger,
+            "message": message,
+        }
+        entry.update(fields)
+        return orjson.dumps(entry, default=str).decode()
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -76,16 +130,19 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
     def _utc_time(self, record: logging.LogRecord) -> str:
+        return self._time_text(record.created, int(record.msecs))
+
+    def _time_text(self, created: float, msecs: int) -> str:
         """RFC 3339 in UTC with milliseconds. Formatted once per second, the milliseconds
         from a table: datetime's isoformat costs more than the rest of the line."""
-        second = int(record.created)
+        second = int(created)
         if second != self._second:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return self._second_text + _MILLISECONDS[int(record.msecs)]
+        return self._second_text + _MILLISECONDS[msecs]
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(FieldsFormatter):
     """The usual `time LEVEL logger: message`, then the record's fields, if any, as JSON."""
 
     def __init__(self, fmt: str = DEFAULT_TEXT_FORMAT) -> None:
@@ -97,11 +154,23 @@ class TextFormatter(logging.Formatter):
         """logging's default local time, formatted once per second (strftime is slow)."""
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
+        return self._local_time(record.created, int(record.msecs))
+
+    def _local_time(self, created: float, msecs: int) -> str:
+        second = int(created)
         if second != self._second:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
-        return f"{self._second_text},{int(record.msecs):03d}"
+        return f"{self._second_text},{msecs:03d}"
+
+    def format_fields(
+        self, logger: str, level: str, message: str, fields: dict[str, object]
+    ) -> str:
+        if self._fmt != DEFAULT_TEXT_FORMAT:
+            return super().format_fields(logger, level, message, fields)
+        now = time.time()
+        when = self._local_time(now, int((now - int(now)) * 1000))
+        return f"{when} {level} {logger}: {message} {orjson.dumps(fields, default=str).decode()}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)

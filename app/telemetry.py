@@ -36,7 +36,7 @@ from prometheus_client import Histogram
 from starlette.types import Scope
 
 from app import metrics
-from app.logs import FieldsRecord
+from app.logs import AccessHandler, FieldsRecord
 
 if TYPE_CHECKING:
     from app.config import ModelConfig
@@ -316,9 +316,13 @@ def log_access(record: RequestRecord, key_name: str, latency: float, disconnecte
     if record.prompt is not None:
         fields["prompt"] = record.prompt
         fields["completion"] = record.completion
+    handler = access_log.handlers[0] if access_log.handlers else None
+    if isinstance(handler, AccessHandler) and handler.fast_path(access_log):
+        message = f"{record.method} {record.path} {record.status}"
+        handler.write_fields(access_log.name, message, fields)
+        return
     # Logger.info would also walk the stack for the caller's file and line, which no format
-    # here shows, and LogRecord would look up the process and thread: this is the log's most
-    # frequent line.
+    # here shows, and LogRecord would look up the process and thread.
     access_log.handle(
         FieldsRecord(
             access_log.name,

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from app.cli import log_config
-from app.logs import JsonFormatter, TextFormatter
+from app.logs import AccessHandler, JsonFormatter, TextFormatter
+from app.telemetry import RequestRecord, Telemetry, log_access
 
 _RFC3339_UTC_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -126,10 +127,123 @@ def test_log_config_sends_every_logger_to_stdout_in_one_format(
     assert config["formatters"] == {"default": {"()": formatter}}
     assert config["handlers"]["stdout"]["stream"] == "ext://sys.stdout"
     assert config["root"] == {"handlers": ["stdout"], "level": "INFO"}
-    assert "app.access" not in config["loggers"]  # the access log follows the root's level
+    # The access log: its own handler to the same stdout, in the same format, at INFO.
+    assert config["handlers"]["access"] == {
+        "class": "app.logs.AccessHandler",
+        "formatter": "default",
+        "stream": "ext://sys.stdout",
+    }
+    assert config["loggers"]["app.access"] == {
+        "handlers": ["access"],
+        "propagate": False,
+        "level": "INFO",
+    }
 
 
 def test_log_config_can_turn_the_access_log_off() -> None:
     config = log_config("debug", "json", access_log=False)
     assert config["loggers"]["app.access"] == {"level": "WARNING"}
     assert config["root"]["level"] == "DEBUG"
+
+
+# ---- the access log's fast path ------------------------------------------------------------------
+
+ACCESS_FIELDS: dict[str, Any] = {"request_id": "r-1", "status": 200, "latency_ms": 1.5, "x": None}
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter()], ids=["json", "text"])
+def test_format_fields_is_the_line_format_makes_of_the_record(formatter: Any) -> None:
+    fast = formatter.format_fields("app.access", "INFO", "POST /v1/x 200", ACCESS_FIELDS)
+    slow = formatter.format(
+        make_record("POST %s %d", ("/v1/x", 200), name="app.access", fields=ACCESS_FIELDS)
+    )
+    if isinstance(formatter, JsonFormatter):
+        fast_entry, slow_entry = orjson.loads(fast), orjson.loads(slow)
+        assert _RFC3339_UTC_MS.fullmatch(fast_entry.pop("time"))
+        slow_entry.pop("time")
+        assert fast_entry == slow_entry
+    else:
+        when = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+        assert re.match(when, fast)
+        assert re.sub(when, "", fast) == re.sub(when, "", slow)
+        assert fast.endswith(
+            'POST /v1/x 200 {"request_id":"r-1","status":200,"latency_ms":1.5,"x":null}'
+        )
+
+
+def test_format_fields_with_a_custom_text_format_goes_through_the_record() -> None:
+    formatter = TextFormatter("%(levelname)s|%(name)s|%(message)s")
+    line = formatter.format_fields("app.access", "INFO", "GET / 200", {"a": 1})
+    assert line == 'INFO|app.access|GET / 200 {"a":1}'
+
+
+@pytest.fixture
+def access_logger() -> Any:
+    """app.access as the CLI's log config sets it up, writing to a list; restored afterwards.
+    (pytest's log capture adds its handler to non-propagating loggers for the test's call:
+    the tests set the handlers again.)"""
+    logger = logging.getLogger("app.access")
+    saved = (logger.handlers[:], logger.filters[:], logger.propagate, logger.level)
+    lines: list[str] = []
+
+    class Lines:
+        def write(self, text: str) -> None:
+            lines.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    handler = AccessHandler(Lines())
+    handler.setFormatter(JsonFormatter())
+    logger.handlers[:] = [handler]
+    logger.filters[:] = []
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    yield logger, handler, lines
+    logger.handlers[:], logger.filters[:], logger.propagate, logger.level = saved
+
+
+def a_record() -> RequestRecord:
+    record = RequestRecord(Telemetry(), "r-9", "POST", "/v1/chat/completions", 0.0)
+    record.status = 200
+    return record
+
+
+def test_log_access_writes_through_the_access_handler_alone(access_logger: Any) -> None:
+    logger, handler, lines = access_logger
+    logger.handlers[:] = [handler]  # pytest's log capture listens too; see the next test
+    assert handler.fast_path(logger)
+    log_access(a_record(), "team-a", 0.25, False)
+    [line] = lines
+    assert line.endswith("\n") and line.count("\n") == 1
+    entry = orjson.loads(line)
+    assert entry["message"] == "POST /v1/chat/completions 200"
+    assert entry["logger"] == "app.access" and entry["level"] == "INFO"
+    assert entry["request_id"] == "r-9" and entry["key_name"] == "team-a"
+    assert entry["latency_ms"] == 250.0
+
+
+def test_log_access_goes_the_usual_way_when_something_else_listens(access_logger: Any) -> None:
+    logger, handler, lines = access_logger
+    logger.handlers[:] = [handler]
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger.addHandler(Keep())
+    assert not handler.fast_path(logger)
+    log_access(a_record(), "team-a", 0.25, False)
+    assert len(lines) == 1 and len(seen) == 1  # both handlers, from one record
+    assert seen[0].getMessage() == "POST /v1/chat/completions 200"
+    assert seen[0].fields["key_name"] == "team-a"  # type: ignore[attr-defined]
+
+
+def test_log_access_honours_a_filter_on_the_logger(access_logger: Any) -> None:
+    logger, handler, lines = access_logger
+    logger.handlers[:] = [handler]
+    logger.addFilter(lambda record: record.fields["status"] != 200)
+    assert not handler.fast_path(logger)
+    log_access(a_record(), "", 0.1, False)
+    assert lines == []
