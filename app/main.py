@@ -59,6 +59,7 @@ class ProxyApp(FastAPI):
     """
 
     front: ASGIApp | None = None
+    proxy: ProxyState | None = None  # set by the lifespan: what the routes serve with
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         front = self.front
@@ -129,7 +130,7 @@ def create_app(
         upstream = upstream_factory(config)
         if tune_gc:
             _tune_gc()
-        app.state.proxy = ProxyState(
+        app.proxy = ProxyState(
             config=config,
             router=router,
             upstream=upstream,

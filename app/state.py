@@ -29,8 +29,11 @@ class ProxyState:
 
 
 def proxy_state(request: Request) -> ProxyState:
-    """The running proxy's state (for the hot routes, which skip dependency injection)."""
-    state: ProxyState = request.app.state.proxy
+    """The running proxy's state (for the hot routes, which skip dependency injection).
+
+    A plain attribute of the app (app.main.ProxyApp.proxy): Starlette's `app.state` resolves
+    attributes through `__getattr__`, which costs more than the lookup is worth per request."""
+    state: ProxyState = request.scope["app"].proxy
     return state
 
 
