@@ -30,9 +30,13 @@ _UNION_TAGS = {"str", "int", "float", "bool", "none", "list", "dict"}
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing one over `limit` bytes before reading it where it says its size."""
-    headers = request.headers
-    _check_content_type(headers.get("content-type"))
-    declared = headers.get("content-length")
+    content_type = declared = None
+    for name, value in request.scope["headers"]:  # the raw list: no Headers object to build
+        if name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+        elif name == b"content-length" and declared is None:
+            declared = value
+    _check_content_type(content_type)
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     # Straight from the ASGI receive channel: Request.stream()'s generator costs more than the
