@@ -61,12 +61,15 @@ class CoalescingTransport:
         self._pending = None
         self._transport.abort()
 
+    def is_closing(self) -> bool:  # asked several times per request: not via __getattr__
+        return self._transport.is_closing()
+
     def get_write_buffer_size(self) -> int:
         held = sum(map(len, self._pending)) if self._pending else 0
         return held + self._transport.get_write_buffer_size()
 
     def __getattr__(self, name: str) -> Any:
-        # is_closing, get_extra_info, pause_reading, … : the transport's own.
+        # get_extra_info, pause_reading, … : the transport's own.
         return getattr(self._transport, name)
 
 
