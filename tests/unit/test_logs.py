@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -193,7 +194,7 @@ def access_logger() -> Any:
         def flush(self) -> None:
             pass
 
-    handler = AccessHandler(Lines())
+    handler = AccessHandler(Lines())  # type: ignore[arg-type]
     handler.setFormatter(JsonFormatter())
     logger.handlers[:] = [handler]
     logger.filters[:] = []
@@ -247,3 +248,58 @@ def test_log_access_honours_a_filter_on_the_logger(access_logger: Any) -> None:
     assert not handler.fast_path(logger)
     log_access(a_record(), "", 0.1, False)
     assert lines == []
+
+
+class Writes:
+    """A text stream that records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def json_access_handler(stream: Writes) -> AccessHandler:
+    handler = AccessHandler(stream)  # type: ignore[arg-type]
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
+async def test_lines_of_one_loop_step_go_out_in_one_write() -> None:
+    stream = Writes()
+    handler = json_access_handler(stream)
+    handler.write_fields("app.access", "POST /a 200", {"n": 1})
+    handler.write_fields("app.access", "POST /b 200", {"n": 2})
+    assert stream.writes == []  # held until the end of the step
+    await asyncio.sleep(0)
+    [write] = stream.writes
+    assert [orjson.loads(line)["n"] for line in write.splitlines()] == [1, 2]
+    handler.write_fields("app.access", "POST /c 200", {"n": 3})
+    await asyncio.sleep(0)
+    assert len(stream.writes) == 2  # a later step, a write of its own
+
+
+async def test_flush_and_records_write_the_held_lines_first() -> None:
+    stream = Writes()
+    handler = json_access_handler(stream)
+    handler.write_fields("app.access", "POST /a 200", {"n": 1})
+    handler.flush()  # as logging.shutdown does at exit
+    assert len(stream.writes) == 1
+    handler.write_fields("app.access", "POST /b 200", {"n": 2})
+    handler.handle(make_record("later", (), name="app.access"))
+    assert [orjson.loads(text)["message"] for text in stream.writes[1:]] == [
+        "POST /b 200",
+        "later",
+    ]
+    await asyncio.sleep(0)
+    assert len(stream.writes) == 3  # nothing left to write at the end of the step
+
+
+def test_without_a_running_loop_a_line_is_written_at_once() -> None:
+    stream = Writes()
+    json_access_handler(stream).write_fields("app.access", "POST /a 200", {})
+    assert len(stream.writes) == 1
