@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from app.server_protocol import CoalescingTransport
+import uvicorn
+from uvicorn.server import ServerState
+
+from app.server_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
+
+HEADERS = [(b"content-length", b"2"), (b"content-type", b"text/plain")]
 
 
 class RecordingTransport(asyncio.Transport):
@@ -98,3 +103,30 @@ async def test_other_attributes_are_the_transports() -> None:
     transport = CoalescingTransport(inner, asyncio.get_running_loop())
     assert transport.get_extra_info("peername") == ("127.0.0.1", 9)
     assert transport.get_extra_info("sockname", "none") == "none"
+
+
+async def test_the_protocol_sends_a_complete_answer_before_the_app_goes_on() -> None:
+    """Status line, headers and body in one write, made before the app's work after answering
+    (the access log) runs, not at the end of the event-loop step."""
+    inner = RecordingTransport()
+    seen_when_answered: list[list[bytes]] = []
+    done = asyncio.Event()
+
+    async def app(_scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": b"hi"})
+        seen_when_answered.append(list(inner.writes))  # the same step as the last send
+        done.set()
+
+    config = uvicorn.Config(app, lifespan="off", date_header=False, server_header=False)
+    protocol = CoalescingHttpToolsProtocol(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    protocol.connection_made(inner)
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+    await done.wait()
+    assert seen_when_answered == [
+        [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nhi"]
+    ]
+    protocol.connection_lost(None)
