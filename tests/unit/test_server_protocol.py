@@ -105,10 +105,9 @@ async def test_other_attributes_are_the_transports() -> None:
     assert transport.get_extra_info("sockname", "none") == "none"
 
 
-async def test_the_protocol_sends_a_complete_answer_before_the_app_goes_on() -> None:
-    """Status line, headers and body in one write, made before the app's work after answering
-    (the access log) runs, not at the end of the event-loop step."""
-    inner = RecordingTransport()
+async def answer_once(inner: RecordingTransport, server_state: ServerState) -> list[list[bytes]]:
+    """One request through the protocol; what the socket had been given when the app, in the
+    step of its last send, went on to its work after answering (the access log)."""
     seen_when_answered: list[list[bytes]] = []
     done = asyncio.Event()
 
@@ -116,17 +115,39 @@ async def test_the_protocol_sends_a_complete_answer_before_the_app_goes_on() -> 
         await receive()
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": b"hi"})
-        seen_when_answered.append(list(inner.writes))  # the same step as the last send
+        seen_when_answered.append(list(inner.writes))
         done.set()
 
     config = uvicorn.Config(app, lifespan="off", date_header=False, server_header=False)
     protocol = CoalescingHttpToolsProtocol(
-        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+        config=config, server_state=server_state, app_state={}, _loop=asyncio.get_running_loop()
     )
     protocol.connection_made(inner)
     protocol.data_received(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
     await done.wait()
-    assert seen_when_answered == [
-        [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nhi"]
-    ]
+    await asyncio.sleep(0)  # the end of the step
     protocol.connection_lost(None)
+    return seen_when_answered
+
+
+ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nhi"
+
+
+async def test_the_only_request_is_answered_before_the_app_goes_on() -> None:
+    """Status line, headers and body in one write, made before the app's work after answering
+    runs: with nothing else in the works, the answer does not wait for the end of the step."""
+    inner = RecordingTransport()
+    assert await answer_once(inner, ServerState()) == [[ANSWER]]
+    assert inner.writes == [ANSWER]
+
+
+async def test_under_load_the_answer_goes_out_at_the_end_of_the_step() -> None:
+    inner = RecordingTransport()
+    busy = ServerState()
+    other = asyncio.create_task(asyncio.sleep(60))  # another request in the works
+    busy.tasks.add(other)
+    try:
+        assert await answer_once(inner, busy) == [[]]
+    finally:
+        other.cancel()
+    assert inner.writes == [ANSWER]  # still one write, at the end of the step
