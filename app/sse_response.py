@@ -94,24 +94,26 @@ class _KeepAlive:
         self._receive = receive
         self._interval = interval
         self._producer = producer
-        self._stopping = asyncio.Event()
+        self._stopping: asyncio.Event | None = None  # made when started: most streams never are
         self._task: asyncio.Task[None] | None = None
         self.started = False
         self.client_gone = False
 
     def start(self) -> None:
         self.started = True
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._stopping = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(self._stopping))
 
     async def stop(self) -> None:
-        self._stopping.set()
+        if self._stopping is not None:
+            self._stopping.set()
         if self._task is not None:
             await self._task
 
-    async def _run(self) -> None:
+    async def _run(self, stop: asyncio.Event) -> None:
         await self._send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
         disconnect = asyncio.ensure_future(self._wait_for_disconnect())
-        stopping = asyncio.ensure_future(self._stopping.wait())
+        stopping = asyncio.ensure_future(stop.wait())
         try:
             while True:
                 await self._send(
