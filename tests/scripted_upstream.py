@@ -176,6 +176,17 @@ def reply(*answers: bytes) -> Handler:
     return handler
 
 
+def held(release: asyncio.Event, response: bytes) -> Handler:
+    """Answer every request with `response`, each only once `release` is set, keep-alive."""
+
+    async def handler(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await release.wait()
+            await peer.write(response)
+
+    return handler
+
+
 def refused_port() -> int:
     """A port on 127.0.0.1 that nothing listens on: it was bound and closed just now."""
     with socket.socket() as sock:

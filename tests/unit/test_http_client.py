@@ -33,7 +33,7 @@ from app.http_client import (
     ResponseTooLarge,
     prepare_post,
 )
-from tests.scripted_upstream import Handler, Peer, Upstream, answer, refused_port, reply
+from tests.scripted_upstream import Handler, Peer, Upstream, answer, held, refused_port, reply
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -568,13 +568,7 @@ async def test_keepalive_seconds_zero_never_reuses(serve: ServeFactory) -> None:
 
 async def test_max_connections_caps_the_connections_open_at_once(serve: ServeFactory) -> None:
     release = asyncio.Event()
-
-    async def handler(peer: Peer) -> None:
-        while await peer.read_request() is not None:
-            await release.wait()
-            await peer.write(answer(b"done"))
-
-    server = await serve(handler)
+    server = await serve(held(release, answer(b"done")))
     async with aclosing(HTTPPool(max_connections=2)) as pool:
         posts = [asyncio.create_task(post(pool, server, b"%d" % n)) for n in range(5)]
         await server.wait_requests(2)
@@ -589,13 +583,7 @@ async def test_max_connections_caps_the_connections_open_at_once(serve: ServeFac
 
 async def test_max_connections_is_counted_per_origin(serve: ServeFactory) -> None:
     release = asyncio.Event()
-
-    async def held(peer: Peer) -> None:
-        if await peer.read_request() is not None:
-            await release.wait()
-            await peer.write(answer(b"held"))
-
-    slow = await serve(held)
+    slow = await serve(held(release, answer(b"held")))
     fast = await serve(reply(answer(b"fast")))
     async with aclosing(HTTPPool(max_connections=1)) as pool:
         waiting = asyncio.create_task(post(pool, slow))
@@ -644,13 +632,7 @@ async def test_post_timeout_bounds_the_exchange_and_frees_its_slot(serve: ServeF
 
 async def test_post_timeout_covers_the_wait_for_a_slot(serve: ServeFactory) -> None:
     release = asyncio.Event()
-
-    async def held(peer: Peer) -> None:
-        while await peer.read_request() is not None:
-            await release.wait()
-            await peer.write(answer(b"held"))
-
-    server = await serve(held)
+    server = await serve(held(release, answer(b"held")))
     async with aclosing(HTTPPool(max_connections=1)) as pool:
         holder = asyncio.create_task(post(pool, server))
         await server.wait_requests(1)

@@ -16,7 +16,7 @@ import pytest
 from app.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from app.http_client import ConnectFailed, ConnectionBroken, Target, prepare_post
 from app.upstream import PooledUpstream, UpstreamEndpoint, UpstreamRequest, UpstreamResponse
-from tests.scripted_upstream import Handler, Peer, Upstream, answer, refused_port, reply
+from tests.scripted_upstream import Handler, Peer, Upstream, answer, held, refused_port, reply
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -224,13 +224,7 @@ async def test_a_new_connection_after_a_timeout(serve: ServeFactory) -> None:
 
 async def test_max_connections_is_passed_to_the_pool(serve: ServeFactory) -> None:
     release = asyncio.Event()
-
-    async def held(peer: Peer) -> None:
-        while await peer.read_request() is not None:
-            await release.wait()
-            await peer.write(answer())
-
-    server = await serve(held)
+    server = await serve(held(release, answer()))
     endpoint = endpoint_of(server)
     async with aclosing(PooledUpstream(max_connections=1)) as client:
         sends = [asyncio.create_task(client.send(request_to(endpoint))) for _ in range(3)]
