@@ -108,13 +108,12 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
             pending = self._pending
             if pending:
                 self._pending = None
-                self._write("".join(pending))
-            elif self.stream and hasattr(self.stream, "flush"):
-                self.stream.flush()
+                self.stream.write("".join(pending))
+            super().flush()
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
-        self.stream.flush()
+        super().flush()
 
     def fast_path(self, logger: logging.Logger) -> bool:
         """Whether `logger`'s lines may skip logging's machinery: this handler is its only
@@ -140,25 +139,17 @@ class JsonFormatter(FieldsFormatter):
         self, logger: str, level: str, message: str, fields: dict[str, object]
     ) -> str:
         now = time.time()
-        entry: dict[str, Any] = {
-            "time": self._time_text(now, int((now - int(now)) * 1000)),
-            "level": level,
-            "logger": logger,
-            "message": message,
-        }
-        entry.update(fields)
+        entry = _entry(self._time_text(now, _msecs(now)), level, logger, message, fields)
         return orjson.dumps(entry, default=str).decode()
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self._utc_time(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if fields:
-            entry.update(fields)
+        entry = _entry(
+            self._utc_time(record),
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            getattr(record, "fields", None),
+        )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -205,7 +196,7 @@ class TextFormatter(FieldsFormatter):
         if self._fmt != DEFAULT_TEXT_FORMAT:
             return super().format_fields(logger, level, message, fields)
         now = time.time()
-        when = self._local_time(now, int((now - int(now)) * 1000))
+        when = self._local_time(now, _msecs(now))
         return f"{when} {level} {logger}: {message} {orjson.dumps(fields, default=str).decode()}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
@@ -214,3 +205,18 @@ class TextFormatter(FieldsFormatter):
         if not fields:
             return line
         return f"{line} {orjson.dumps(fields, default=str).decode()}"
+
+
+def _entry(
+    when: str, level: str, logger: str, message: str, fields: dict[str, object] | None
+) -> dict[str, Any]:
+    """A JSON log line's object: time, level, logger, message, then the fields."""
+    entry: dict[str, Any] = {"time": when, "level": level, "logger": logger, "message": message}
+    if fields:
+        entry.update(fields)
+    return entry
+
+
+def _msecs(now: float) -> int:
+    """The milliseconds of a `time.time()` value, as LogRecord counts them."""
+    return int((now - int(now)) * 1000)
