@@ -11,16 +11,18 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from app import mock_upstream
 from app.config import ConfigError
 from app.main import create_app, prepare
 from app.routing import Router
 from app.server_protocol import CoalescingHttpToolsProtocol
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.mock_upstream.plan import Fault, Latency
 
 log = logging.getLogger("app")
 
@@ -69,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     latency = mock.add_mutually_exclusive_group()
     latency.add_argument(
         "--latency",
-        type=_mock_option(mock_upstream.parse_latency),
+        type=_mock_option(_latency),
         metavar="DIST",
         help="delay before every answer, drawn per request: fixed:MS, uniform:LO-HI, exp:MEAN, "
         "normal:MEAN,SD (ms)",
@@ -77,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     latency.add_argument(
         "--delay-ms",
         dest="latency",
-        type=_mock_option(lambda ms: mock_upstream.parse_latency(f"fixed:{ms}")),
+        type=_mock_option(lambda ms: _latency(f"fixed:{ms}")),
         metavar="MS",
         help="same as --latency fixed:MS",
     )
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     mock.add_argument(
         "--fault",
-        type=_mock_option(mock_upstream.parse_fault),
+        type=_mock_option(_fault),
         metavar="MODE",
         help="fault mode (below) for the requests that got no error status",
     )
@@ -288,7 +290,24 @@ def _mock_option(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+# The mock's modules are imported only when it runs: `serve` starts faster without them.
+
+
+def _latency(text: str) -> Latency:
+    from app.mock_upstream import parse_latency
+
+    return parse_latency(text)
+
+
+def _fault(text: str) -> Fault:
+    from app.mock_upstream import parse_fault
+
+    return parse_fault(text)
+
+
 def _mock_upstream(args: argparse.Namespace) -> int:
+    from app import mock_upstream
+
     try:
         plan = mock_upstream.FaultPlan(
             latency=args.latency or mock_upstream.Fixed(),

@@ -18,23 +18,17 @@ messages cannot be rendered there. llama3 renders `tool` results as `ipython` (L
 tool-result role); chatml keeps the role name. `raw` accepts any role. An optional "name" key
 is ignored by the built-ins and passed through to Jinja templates.
 
-Any other spec containing "{{" or "{%" is a Jinja2 chat template, rendered as Hugging Face's
-`apply_chat_template` renders it (same sandbox, filters and globals), so a model's
-`tokenizer_config.json` template can be used verbatim.
+Any other spec containing "{{" or "{%" is a Jinja2 chat template (app.jinja_templates),
+rendered as Hugging Face's `apply_chat_template` renders it (same sandbox, filters and
+globals), so a model's `tokenizer_config.json` template can be used verbatim.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
-from typing import Any, Protocol
-
-import jinja2
-import jinja2.ext
-import jinja2.sandbox
+from typing import Protocol
 
 
 class TemplateError(ValueError):
@@ -85,7 +79,10 @@ def compile_template(
     if spec in BUILTIN_TEMPLATES:
         return _compile_builtin(spec, bos_token, eos_token)
     if "{{" in spec or "{%" in spec:
-        return _compile_jinja(spec, bos_token or "", eos_token or "")
+        # Imported here: Jinja2 takes a tenth of the start-up, and most configs use no Jinja.
+        from app.jinja_templates import compile_jinja
+
+        return compile_jinja(spec, bos_token or "", eos_token or "")
     raise TemplateError(
         f"unknown chat template {spec!r}: expected one of {', '.join(BUILTIN_TEMPLATES)} "
         "or a Jinja2 chat template string"
@@ -193,70 +190,3 @@ def _alternating_turns(messages: Sequence[Message], template: str, merge: str) -
     if has_system:
         contents[0] = merge.format(system=messages[0]["content"], user=contents[0])
     return contents
-
-
-@dataclass(slots=True)
-class _JinjaTemplate:
-    template: jinja2.Template
-    bos_token: str
-    eos_token: str
-    name: str = "jinja"
-
-    def render(self, messages: Sequence[Message]) -> str:
-        try:
-            return self.template.render(
-                messages=[dict(m) for m in messages],
-                # tools/documents as HF passes them when there are none, so `tools is none` works.
-                tools=None,
-                documents=None,
-                add_generation_prompt=True,
-                bos_token=self.bos_token,
-                eos_token=self.eos_token,
-            )
-        except PromptRenderError:
-            raise
-        except jinja2.TemplateError as exc:  # includes SecurityError and UndefinedError
-            raise PromptRenderError(f"chat template error: {exc}") from exc
-        except (TypeError, ValueError, LookupError, ArithmeticError) as exc:
-            # Template expressions fail with Python errors on data they did not expect
-            # (e.g. `'a' + 1`); they still concern these messages, not the server.
-            raise PromptRenderError(f"chat template error: {exc}") from exc
-
-
-def _compile_jinja(source: str, bos_token: str, eos_token: str) -> _JinjaTemplate:
-    # The environment of HF transformers' _compile_jinja_template, so templates behave the same;
-    # the immutable sandbox blocks `__class__`-style escapes and mutation of the messages.
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-    )
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    try:
-        template = env.from_string(source)
-    except jinja2.TemplateError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f" (line {line})" if line is not None else ""
-        raise TemplateError(f"invalid Jinja2 chat template{where}: {exc}") from exc
-    return _JinjaTemplate(template, bos_token, eos_token)
-
-
-def _tojson(
-    value: Any,
-    ensure_ascii: bool = False,
-    indent: int | str | None = None,
-    separators: tuple[str, str] | None = None,
-    sort_keys: bool = False,
-) -> str:
-    # Like HF's override: Jinja's own tojson HTML-escapes <, >, & and ' (wrong for prompts).
-    return json.dumps(
-        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-    )
-
-
-def _raise_exception(message: str) -> None:
-    raise PromptRenderError(message)
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
