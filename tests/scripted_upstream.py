@@ -43,7 +43,7 @@ class Peer:
         """The next whole request (head and Content-Length body); None once the client closed."""
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
-            body = await self.reader.readexactly(_content_length(head))
+            body = await self.reader.readexactly(content_length(head))
         except (asyncio.IncompleteReadError, OSError):
             self.eof.set()
             return None
@@ -68,7 +68,8 @@ class Peer:
         self.writer.transport.abort()
 
 
-def _content_length(head: bytes) -> int:
+def content_length(head: bytes) -> int:
+    """The Content-Length of a message head; 0 when it has none."""
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":

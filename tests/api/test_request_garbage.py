@@ -22,6 +22,7 @@ from app.config import ApiKeyConfig, ModelConfig, ProxyConfig
 from app.main import create_app
 from app.server_protocol import CoalescingHttpToolsProtocol
 from app.settings import Settings
+from tests.scripted_upstream import Upstream, answer, content_length, reply
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,28 +35,6 @@ ANSWER = orjson.dumps(
 )
 
 
-async def _answer_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """A keep-alive custom endpoint with one fixed answer."""
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            await reader.readexactly(_content_length(head))
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
-            )
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
-
-
-def _content_length(head: bytes) -> int:
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
-
-
 def _listening_socket() -> socket.socket:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -66,29 +45,29 @@ def _listening_socket() -> socket.socket:
 
 @pytest.fixture
 async def proxy_port() -> AsyncIterator[int]:
-    upstream = await asyncio.start_server(_answer_upstream, "127.0.0.1", 0)
-    upstream_port = upstream.sockets[0].getsockname()[1]
-    config = ProxyConfig(
-        models=[ModelConfig(name="m", api_base=f"http://127.0.0.1:{upstream_port}/")],
-        api_keys=[ApiKeyConfig(key=KEY)],
-    )
-    app = create_app(Settings(api_base=None, api_keys=[], config=None), config=config)
-    sock = _listening_socket()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, http=CoalescingHttpToolsProtocol, lifespan="on", log_config=None, access_log=False
+    async with Upstream(reply(answer(ANSWER, headers=[b"content-type: application/json"]))) as up:
+        config = ProxyConfig(
+            models=[ModelConfig(name="m", api_base=up.url("/"))], api_keys=[ApiKeyConfig(key=KEY)]
         )
-    )
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)  # polls a condition: uvicorn has no "started" event
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await serving
-        upstream.close()
-        await upstream.wait_closed()
+        app = create_app(Settings(api_base=None, api_keys=[], config=None), config=config)
+        sock = _listening_socket()
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                http=CoalescingHttpToolsProtocol,
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+            )
+        )
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)  # polls a condition: uvicorn has no "started" event
+        try:
+            yield sock.getsockname()[1]
+        finally:
+            server.should_exit = True
+            await serving
 
 
 async def _client(port: int, requests: int, *, stream: bool) -> int:
@@ -107,7 +86,7 @@ async def _client(port: int, requests: int, *, stream: bool) -> int:
         for _ in range(requests):
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            answer = await reader.readexactly(_content_length(head))
+            answer = await reader.readexactly(content_length(head))
             ok += head.startswith(b"HTTP/1.1 200") and b"PARIS" in answer
     finally:
         writer.close()
