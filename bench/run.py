@@ -417,7 +417,7 @@ def _versions() -> str:
 
     wrk = first_line(["wrk", "-v"]).split(" [")[0]
     nginx = first_line(["nginx", "-v"]).removeprefix("nginx version: ")
-    return f"Python {platform.python_version()}, {wrk}, {nginx}"
+    return f"Python {platform.python_version()} from {sys.base_prefix}, {wrk}, {nginx}"
 
 
 def _check_tools(args: argparse.Namespace) -> None:
