@@ -18,8 +18,9 @@ an operator configured. Errors:
 Timeouts: a connection not made within `connect_timeout` is `ConnectFailed` (the request
 never left, so it is safe to send elsewhere); `post(..., timeout=s)` bounds the whole request
 (waiting for a free slot, connecting, the exchange) and raises `TimeoutError` when it runs out.
-It is one timer on the exchange, not an `asyncio.timeout` around it: on the hot path that
-costs a timer handle instead of a timeout object, task bookkeeping and a cancellation.
+It is one coarse timer on the exchange (app.coarse_timers: up to 10 ms late), not an
+`asyncio.timeout` around it: on the hot path that costs a dict entry instead of a timeout
+object, a loop timer, task bookkeeping and a cancellation.
 A connection interrupted by a timeout or a cancellation is closed, never reused, and its slot
 is freed.
 """
@@ -36,6 +37,8 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from app.coarse_timers import coarse_timers
 
 _IDLE_POLL_LIMIT = 64  # stale idle connections dropped per acquire, at most
 
@@ -125,6 +128,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> None:
         self.origin = origin
         self.loop = loop
+        self.timers = coarse_timers(loop)
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.keep_alive = False
@@ -225,7 +229,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.keep_alive = False
         self.transport.write(request)
-        timer = None if deadline is None else self.loop.call_at(deadline, _expire, waiter)
+        timer = None if deadline is None else self.timers.call_at(deadline, _expire, waiter)
         try:
             response: Response = await waiter
             return response
@@ -282,7 +286,7 @@ class _Slots:
             return
         waiter = loop.create_future()
         self._waiters.append(waiter)
-        timer = None if deadline is None else loop.call_at(deadline, _expire, waiter)
+        timer = None if deadline is None else coarse_timers(loop).call_at(deadline, _expire, waiter)
         try:
             await waiter  # the releaser handed its slot over: `taken` is already counted
         except BaseException:

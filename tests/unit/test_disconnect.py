@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from starlette.types import Message
 
-from app import disconnect
+from app.coarse_timers import coarse_timers
 from app.disconnect import DisconnectWatch
 
 pytestmark = pytest.mark.timeout(10)
@@ -26,9 +26,8 @@ class Client:
         return {"type": "http.disconnect"}
 
 
-def watches_of(after: float) -> int:
-    sweeper = disconnect._sweepers[asyncio.get_running_loop()][after]
-    return len(sweeper._began)
+def waiting_watches() -> int:
+    return len(coarse_timers(asyncio.get_running_loop()))
 
 
 async def test_fast_work_never_watches_the_client() -> None:
@@ -38,7 +37,7 @@ async def test_fast_work_never_watches_the_client() -> None:
             await asyncio.sleep(0)
         assert not watch.client_gone
     assert client.calls == 0  # no watcher task ever started
-    assert watches_of(0.05) == 0
+    assert waiting_watches() == 0
 
 
 async def test_slow_work_is_cancelled_when_the_client_leaves() -> None:
@@ -74,13 +73,16 @@ async def test_slow_work_that_ends_stops_its_watcher() -> None:
     assert not watch.client_gone
 
 
-async def test_the_sweep_starts_only_the_watches_that_are_due() -> None:
+async def test_a_watch_starts_once_the_work_has_run_for_after_seconds() -> None:
+    loop = asyncio.get_running_loop()
     old, new = Client(), Client()
-    with DisconnectWatch(old.receive, after=0.2):
+    began = loop.time()
+    with DisconnectWatch(old.receive, after=0.1):
         while old.calls == 0:
-            await asyncio.sleep(0.005)  # about 0.2 s: `old` is due at the first sweep …
-        with DisconnectWatch(new.receive, after=0.2):
+            await asyncio.sleep(0.005)
+        assert loop.time() - began >= 0.1  # never early
+        with DisconnectWatch(new.receive, after=0.1):
             await asyncio.sleep(0)
-            assert new.calls == 0  # … `new` is not, and waits for a later one
-            assert watches_of(0.2) == 1
-    assert watches_of(0.2) == 0
+            assert new.calls == 0  # begun just now: not due yet
+            assert waiting_watches() == 1
+    assert waiting_watches() == 0

@@ -37,6 +37,12 @@ class RecordingTransport(asyncio.Transport):
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 9) if name == "peername" else default
 
@@ -151,3 +157,63 @@ async def test_under_load_the_answer_goes_out_at_the_end_of_the_step() -> None:
     finally:
         other.cancel()
     assert inner.writes == [ANSWER]  # still one write, at the end of the step
+
+
+def serving_protocol(inner: RecordingTransport, **config: Any) -> CoalescingHttpToolsProtocol:
+    """A protocol on `inner` whose app answers every request with HEADERS and "hi"."""
+
+    async def app(_scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": b"hi"})
+
+    settings = uvicorn.Config(app, lifespan="off", date_header=False, server_header=False, **config)
+    protocol = CoalescingHttpToolsProtocol(
+        config=settings, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    protocol.connection_made(inner)
+    return protocol
+
+
+async def until(condition: Any) -> None:
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 5
+    while not condition():
+        assert loop.time() < give_up, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:
+    inner = RecordingTransport()
+    protocol = serving_protocol(inner, timeout_keep_alive=0.05)
+    loop = asyncio.get_running_loop()
+    began = loop.time()  # the timer starts once the answer is out: later than this
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+    await until(lambda: inner.writes)
+    assert not inner.closing
+    await until(lambda: inner.closing)
+    assert loop.time() - began >= 0.05 - 1e-6
+
+
+async def test_a_new_request_stops_the_keep_alive_timer() -> None:
+    inner = RecordingTransport()
+    protocol = serving_protocol(inner, timeout_keep_alive=5)
+    request = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n"
+    protocol.data_received(request)
+    await until(lambda: protocol.timeout_keep_alive_task is not None)
+    protocol.data_received(request)
+    assert protocol.timeout_keep_alive_task is None
+    await until(lambda: protocol.timeout_keep_alive_task is not None)  # armed anew, answered
+    assert b"".join(inner.writes) == ANSWER * 2
+    assert not inner.closing
+
+
+async def test_pipelined_requests_are_all_answered_in_order() -> None:
+    inner = RecordingTransport()
+    protocol = serving_protocol(inner)
+    protocol.data_received(
+        b"GET /1 HTTP/1.1\r\nhost: test\r\n\r\nGET /2 HTTP/1.1\r\nhost: test\r\n\r\n"
+    )
+    await until(lambda: len(b"".join(inner.writes)) == 2 * len(ANSWER))
+    assert b"".join(inner.writes) == ANSWER * 2
+    protocol.connection_lost(None)
