@@ -221,14 +221,25 @@ class _Connection(asyncio.Protocol):
         self._finish(exchange)
 
     # use
-    async def exchange(self, request: bytes, limit: int, deadline: float | None) -> Response:
-        """Send the request, wait for its answer; TimeoutError at `deadline` (loop time)."""
+    async def exchange(
+        self, request: bytes, limit: int, deadline: float | None, *, defer: bool = False
+    ) -> Response:
+        """Send the request, wait for its answer; TimeoutError at `deadline` (loop time).
+
+        `defer`: write the request at the end of this step of the event loop rather than now.
+        Under load that is cheaper: the step's other work runs first and the writes of the step
+        go out together (A/B pairs: 5-10 % more requests per second at c=64 and at c=256 x 50 ms);
+        alone, it only adds a turn of the loop (3-8 % fewer at c=1), so the pool defers only while
+        another request is in flight."""
         assert self.transport is not None
         waiter = self.loop.create_future()
         self._exchange = _Exchange(waiter=waiter, limit=limit)
         self._parser = httptools.HttpResponseParser(self)
         self.keep_alive = False
-        self.transport.write(request)
+        if defer:
+            self.loop.call_soon(self._write, request)
+        else:
+            self.transport.write(request)
         timer = None if deadline is None else self.timers.call_at(deadline, _expire, waiter)
         try:
             response: Response = await waiter
@@ -243,6 +254,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def _write(self, request: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(request)  # else the exchange was given up meanwhile
 
     def _finish(self, exchange: _Exchange) -> None:
         body = b"".join(exchange.chunks)
@@ -358,6 +373,7 @@ class HTTPPool:
         self._slots: dict[Origin, _Slots] = {}
         self._tls = tls  # None: the system's trusted CAs, made on first https use
         self._closed = False
+        self._in_flight = 0  # requests between a slot and their answer, every origin
 
     async def post(
         self, target: Target, extra_head: bytes, body: bytes, *, timeout: float | None = None
@@ -372,6 +388,7 @@ class HTTPPool:
         if slots is None:
             slots = self._slots[origin] = _Slots(self.max_connections)
         await slots.acquire(loop, deadline)
+        self._in_flight += 1
         try:
             connection = self._take_idle(origin)
             if connection is not None:
@@ -383,13 +400,16 @@ class HTTPPool:
             connection = await self._connect(origin, loop, deadline)
             return await self._exchange(connection, request, deadline)
         finally:
+            self._in_flight -= 1
             slots.release()
 
     async def _exchange(
         self, connection: _Connection, request: bytes, deadline: float | None
     ) -> Response:
         try:
-            response = await connection.exchange(request, self.max_response_bytes, deadline)
+            response = await connection.exchange(
+                request, self.max_response_bytes, deadline, defer=self._in_flight > 1
+            )
         except BaseException:
             connection.close()  # an interrupted exchange leaves the stream in an unknown state
             raise

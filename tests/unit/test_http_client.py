@@ -1006,3 +1006,73 @@ def test_on_uvloop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     uvloop = pytest.importorskip("uvloop")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(scenario())
+
+
+# Deferred writes: under load, a request goes out at the end of the event-loop step
+
+
+class WriteRecorder(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+def recorded_connection() -> tuple[http_client._Connection, WriteRecorder]:
+    connection = http_client._Connection(
+        Origin("http", "upstream.test", 80), asyncio.get_running_loop()
+    )
+    transport = WriteRecorder()
+    connection.connection_made(transport)
+    return connection, transport
+
+
+async def test_a_deferred_request_is_written_at_the_end_of_the_step() -> None:
+    connection, transport = recorded_connection()
+    exchange = asyncio.ensure_future(connection.exchange(b"request", 100, None, defer=True))
+    await asyncio.sleep(0)  # the exchange's first step ran: its write waits for the step's end
+    assert transport.writes == []
+    await asyncio.sleep(0)
+    assert transport.writes == [b"request"]
+    connection.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    assert (await exchange).body == b"ok"
+
+
+async def test_a_request_not_deferred_is_written_at_once() -> None:
+    connection, transport = recorded_connection()
+    exchange = asyncio.ensure_future(connection.exchange(b"request", 100, None))
+    await asyncio.sleep(0)
+    assert transport.writes == [b"request"]
+    exchange.cancel()
+
+
+async def test_a_deferred_request_given_up_before_its_write_is_never_written() -> None:
+    connection, transport = recorded_connection()
+    exchange = asyncio.ensure_future(connection.exchange(b"request", 100, None, defer=True))
+    await asyncio.sleep(0)
+    exchange.cancel()
+    connection.close()  # what the pool does with an interrupted exchange
+    await asyncio.sleep(0)
+    assert transport.writes == []
+
+
+async def test_concurrent_posts_are_answered_and_the_in_flight_count_returns_to_zero(
+    serve: ServeFactory, pool: HTTPPool
+) -> None:
+    server = await serve(reply(answer(b"ok")))
+    answers = await asyncio.gather(*(post(pool, server) for _ in range(8)))  # deferred writes
+    assert [response.body for response in answers] == [b"ok"] * 8
+    assert (await post(pool, server)).body == b"ok"  # alone: written at once
+    assert pool._in_flight == 0
+    with pytest.raises(http_client.ConnectFailed):
+        await pool.post(prepare_post(f"http://127.0.0.1:{refused_port()}/", {}), b"", b"{}")
+    assert pool._in_flight == 0
