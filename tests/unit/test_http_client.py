@@ -33,6 +33,7 @@ from app.http_client import (
     ResponseTooLarge,
     prepare_post,
 )
+from tests.recording_transport import RecordingTransport
 from tests.scripted_upstream import Handler, Peer, Upstream, answer, held, refused_port, reply
 
 pytestmark = pytest.mark.timeout(10)
@@ -1011,27 +1012,11 @@ def test_on_uvloop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
 # Deferred writes: under load, a request goes out at the end of the event-loop step
 
 
-class WriteRecorder(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: Any) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-
-def recorded_connection() -> tuple[http_client._Connection, WriteRecorder]:
+def recorded_connection() -> tuple[http_client._Connection, RecordingTransport]:
     connection = http_client._Connection(
         Origin("http", "upstream.test", 80), asyncio.get_running_loop()
     )
-    transport = WriteRecorder()
+    transport = RecordingTransport()
     connection.connection_made(transport)
     return connection, transport
 

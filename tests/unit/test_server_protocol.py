@@ -9,42 +9,9 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from app.server_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
+from tests.recording_transport import RecordingTransport
 
 HEADERS = [(b"content-length", b"2"), (b"content-type", b"text/plain")]
-
-
-class RecordingTransport(asyncio.Transport):
-    """The transport under the wrapper: it records each write it is given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closing = False
-        self.aborted = False
-
-    def write(self, data: Any) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.aborted = self.closing = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 9) if name == "peername" else default
 
 
 async def next_step() -> None:
