@@ -23,6 +23,7 @@ from app.main import create_app
 from app.server_protocol import CoalescingHttpToolsProtocol
 from app.settings import Settings
 from tests.scripted_upstream import Upstream, answer, content_length, reply
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,8 +62,7 @@ async def proxy_port() -> AsyncIterator[int]:
             )
         )
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            await asyncio.sleep(0.01)  # polls a condition: uvicorn has no "started" event
+        await until(lambda: server.started)  # uvicorn has no "started" event to wait on
         try:
             yield sock.getsockname()[1]
         finally:

@@ -9,17 +9,9 @@ import pytest
 
 from app import coarse_timers as module
 from app.coarse_timers import CoarseTimers, coarse_timers
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(10)
-
-
-async def until(condition: Any, seconds: float = 2.0) -> None:
-    """Wait for a condition, polling each loop step (no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + seconds
-    while not condition():
-        assert loop.time() < give_up, "condition not met in time"
-        await asyncio.sleep(0.001)
 
 
 async def test_a_timer_runs_with_its_args_not_before_its_time() -> None:

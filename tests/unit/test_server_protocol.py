@@ -10,6 +10,7 @@ from uvicorn.server import ServerState
 
 from app.server_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
 from tests.recording_transport import RecordingTransport
+from tests.waiting import until
 
 HEADERS = [(b"content-length", b"2"), (b"content-type", b"text/plain")]
 
@@ -140,14 +141,6 @@ def serving_protocol(inner: RecordingTransport, **config: Any) -> CoalescingHttp
     )
     protocol.connection_made(inner)
     return protocol
-
-
-async def until(condition: Any) -> None:
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + 5
-    while not condition():
-        assert loop.time() < give_up, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> None:

@@ -1,0 +1,15 @@
+"""Waiting on a condition in async tests: poll it each millisecond, never a fixed sleep."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+async def until(condition: Callable[[], object], seconds: float = 5.0) -> None:
+    """Return once `condition()` is true; fail the test after `seconds`."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + seconds
+    while not condition():
+        assert loop.time() < give_up, "condition not met in time"
+        await asyncio.sleep(0.001)
