@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py --smoke         # a few seconds; exit 1 if any answer was wrong
     .venv/bin/python bench/run.py --compare-cmd 'CMD' --compare-url http://127.0.0.1:PORT
     .venv/bin/python bench/run.py --yardstick  # next to bench/prototype.py (the yardstick)
+    .venv/bin/python bench/run.py --floor forwarder   # next to a bare floor (bench/floors.py)
 
 What one run does (see bench/README.md):
 1. starts nginx (a fixed custom-format answer from memory, the zero-cost upstream) and
@@ -68,6 +69,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="compare with bench/prototype.py, the bare FastAPI + aiohttp proxy the performance "
         "issue's targets were set against (instead of --compare-cmd)",
     )
+    add(
+        "--floor",
+        choices=("asgi", "forwarder"),
+        help="compare with a bare app on the proxy's server (asgi) or server and upstream client "
+        "(forwarder), from bench/floors.py (instead of --compare-cmd)",
+    )
     add("--nginx-port", type=int, default=0, help="[0: a free port]")
     add("--slow-port", type=int, default=0, help="[0: a free port]")
     add("--proxy-port", type=int, default=0, help="[0: a free port]")
@@ -97,15 +104,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             port = procs.free_port(avoid=taken)
             setattr(args, option, port)
             taken.add(port)
-    if args.yardstick:
-        if args.compare_cmd:
-            parser.error("--yardstick is a --compare-cmd of its own: give one of them")
+    builtin = [name for name in ("yardstick", "floor") if getattr(args, name)]
+    if len(builtin) > 1 or (builtin and args.compare_cmd):
+        parser.error("--yardstick, --floor and --compare-cmd each name the compared proxy: one")
+    if builtin:
         port = procs.free_port(avoid=taken)
         args.compare_url = f"http://127.0.0.1:{port}"
-        args.compare_label = "prototype"
+        if args.yardstick:
+            args.compare_label = "prototype"
+            program = f"{BENCH_DIR / 'prototype.py'}"
+        else:
+            args.compare_label = f"{args.floor} floor"
+            program = f"{BENCH_DIR / 'floors.py'} {args.floor} --slow-ms {args.slow_ms:g}"
         # bash -c expands the upstream URLs Bench puts in the environment.
         args.compare_cmd = (
-            f"{sys.executable} {BENCH_DIR / 'prototype.py'} --port {port}"
+            f"{sys.executable} {program} --port {port}"
             " --nginx-url $BENCH_NGINX_URL --slow-url $BENCH_SLOW_URL"
         )
     args.out = (args.out or Path("/tmp/custom-llm-proxy-bench") / stamp).resolve()

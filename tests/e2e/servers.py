@@ -118,14 +118,21 @@ class Server:
 
 
 def start_server(
-    name: str, args: list[str], *, port: int, log_dir: Path, env: dict[str, str]
+    name: str,
+    args: list[str],
+    *,
+    port: int,
+    log_dir: Path,
+    env: dict[str, str],
+    program: Sequence[str] = (sys.executable, "-m", "app"),
 ) -> Server:
-    """Launch `python -m app <args>` with its output going to `<log_dir>/<name>.log`."""
+    """Launch `python -m app <args>` (or `program <args>`) with its output going to
+    `<log_dir>/<name>.log`."""
     log_path = log_dir / f"{name}.log"
     log_file = log_path.open("wb")
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", *args],
+            [*program, *args],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
