@@ -25,10 +25,10 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 import uvicorn
+from starlette.types import Receive, Scope, Send
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -44,8 +44,6 @@ CUSTOM_REQUEST = orjson.dumps(
 FIXED_OUTPUT = "The capital of France is PARIS."
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-
-Message = dict[str, Any]
 
 
 def completion(model: str, text: str) -> bytes:
@@ -90,7 +88,7 @@ class Floor:
         self.waits = waits
         self.pool: HTTPPool | None = None
 
-    async def __call__(self, scope: Message, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         elif scope["type"] == "http" and scope["method"] == "POST":
@@ -99,7 +97,7 @@ class Floor:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
 
-    async def lifespan(self, receive: Any, send: Any) -> None:
+    async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -111,7 +109,7 @@ class Floor:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def answer(self, receive: Any, send: Any) -> None:
+    async def answer(self, receive: Receive, send: Send) -> None:
         body = b""
         more = True
         while more:
