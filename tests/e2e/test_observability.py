@@ -183,9 +183,11 @@ def test_the_log_is_json_lines_with_one_access_line_per_request(proxy: Server) -
         assert (line["key_name"], line["model"], line["deployment"]) == (KEY_NAME, MODEL, "obs[0]")
         assert line["completion_tokens"] == response.json()["usage"]["completion_tokens"]
         assert line["upstream_ms"] >= 20.0  # the mock's latency
-        assert line["overhead_ms"] == pytest.approx(
-            float(response.headers["x-proxy-overhead-ms"]), abs=5.0
-        )
+        # The header is taken when the answer starts, the line when it is done (same start,
+        # same upstream time): the line's overhead is never less, whatever the machine's load.
+        # Each is rounded to the microsecond.
+        header_ms = float(response.headers["x-proxy-overhead-ms"])
+        assert header_ms - 0.002 <= line["overhead_ms"] < line["latency_ms"]
         assert "prompt" not in line
     assert lines["log-stream"]["stream"] is True
     assert (lines[refused.headers["x-request-id"]]["status"]) == 401
