@@ -112,7 +112,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.compare_url = f"http://127.0.0.1:{port}"
         if args.yardstick:
             args.compare_label = "prototype"
-            program = f"{BENCH_DIR / 'prototype.py'}"
+            program = str(BENCH_DIR / "prototype.py")
         else:
             args.compare_label = f"{args.floor} floor"
             program = f"{BENCH_DIR / 'floors.py'} {args.floor} --slow-ms {args.slow_ms:g}"
