@@ -107,13 +107,22 @@ def test_asgi_floor_answers_without_an_upstream(
     }
 
 
-def test_run_starts_the_floor_as_the_compared_proxy(bench_modules: dict[str, ModuleType]) -> None:
-    run = bench_modules["run"]
-    args = run.parse_args(["--floor", "forwarder", "--slow-ms", "20"])
+@pytest.mark.parametrize(
+    ("option", "label", "program"),
+    [
+        (["--floor", "forwarder"], "forwarder floor", "floors.py forwarder --slow-ms 20"),
+        (["--floor", "asgi"], "asgi floor", "floors.py asgi --slow-ms 20"),
+        (["--yardstick"], "prototype", "prototype.py"),
+    ],
+)
+def test_run_starts_the_compared_proxy_it_names(
+    bench_modules: dict[str, ModuleType], option: list[str], label: str, program: str
+) -> None:
+    args = bench_modules["run"].parse_args([*option, "--slow-ms", "20"])
     port = int(args.compare_url.removeprefix("http://127.0.0.1:"))
-    assert args.compare_label == "forwarder floor"
+    assert args.compare_label == label
     assert args.compare_cmd == (
-        f"{sys.executable} {BENCH_DIR / 'floors.py'} forwarder --slow-ms 20 --port {port}"
+        f"{sys.executable} {BENCH_DIR}/{program} --port {port}"
         " --nginx-url $BENCH_NGINX_URL --slow-url $BENCH_SLOW_URL"
     )
 
