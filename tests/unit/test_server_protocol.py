@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -85,18 +86,11 @@ async def answer_once(inner: RecordingTransport, server_state: ServerState) -> l
     seen_when_answered: list[list[bytes]] = []
     done = asyncio.Event()
 
-    async def app(_scope: Any, receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        await send({"type": "http.response.body", "body": b"hi"})
+    def answered() -> None:
         seen_when_answered.append(list(inner.writes))
         done.set()
 
-    config = uvicorn.Config(app, lifespan="off", date_header=False, server_header=False)
-    protocol = CoalescingHttpToolsProtocol(
-        config=config, server_state=server_state, app_state={}, _loop=asyncio.get_running_loop()
-    )
-    protocol.connection_made(inner)
+    protocol = serving_protocol(inner, server_state=server_state, answered=answered)
     protocol.data_received(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
     await done.wait()
     await asyncio.sleep(0)  # the end of the step
@@ -127,17 +121,29 @@ async def test_under_load_the_answer_goes_out_at_the_end_of_the_step() -> None:
     assert inner.writes == [ANSWER]  # still one write, at the end of the step
 
 
-def serving_protocol(inner: RecordingTransport, **config: Any) -> CoalescingHttpToolsProtocol:
-    """A protocol on `inner` whose app answers every request with HEADERS and "hi"."""
+def serving_protocol(
+    inner: RecordingTransport,
+    *,
+    server_state: ServerState | None = None,
+    answered: Callable[[], None] | None = None,
+    **config: Any,
+) -> CoalescingHttpToolsProtocol:
+    """A protocol on `inner` whose app answers every request with HEADERS and "hi", then calls
+    `answered` (in the step of its last send)."""
 
     async def app(_scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": b"hi"})
+        if answered is not None:
+            answered()
 
     settings = uvicorn.Config(app, lifespan="off", date_header=False, server_header=False, **config)
     protocol = CoalescingHttpToolsProtocol(
-        config=settings, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+        config=settings,
+        server_state=ServerState() if server_state is None else server_state,
+        app_state={},
+        _loop=asyncio.get_running_loop(),
     )
     protocol.connection_made(inner)
     return protocol
