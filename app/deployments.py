@@ -6,6 +6,15 @@ skipped for `cooldown.seconds`, then exactly one request probes it: success make
 again, failure cools it down once more. A Retry-After from the upstream keeps it out of the
 choice for that long as well.
 
+Cooldown and Retry-After only skip a deployment while something else can take the request:
+another deployment of the model that is ready, or the model's fallbacks. A model without
+fallbacks whose deployments are all held back (its only one, most often) still sends each new
+request, to the deployment that is back soonest: the client then hears the upstream's own
+answer, not the proxy's refusal, and the first success ends the cooldown. Its failures are
+counted all the same (the state, `/health/ready`, the metrics); failures while it cools down
+do not start the cooldown anew. Only a Retry-After of a deployment the same request already
+tried is kept: the dispatcher waits it out, or gives the client the upstream's error.
+
 Only requests sent in the deployment's current `epoch` speak for its health: entering a
 cooldown starts a new epoch, so the outcomes of requests that were already in flight (they
 went out before the failures that cooled it down) change nothing, and the one probe is the only
@@ -24,13 +33,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
 from app.config import CooldownConfig, QueueConfig
 from app.errors import Overloaded, UpstreamUnavailable
-from app.metrics import COOLDOWNS, DEPLOYMENT_UP
+from app.metrics import COOLDOWNS, DEPLOYMENT_FAILURES, DEPLOYMENT_UP
 from app.upstream import UpstreamEndpoint
 
 log = logging.getLogger("app.deployments")
@@ -76,6 +85,10 @@ class Deployment:
             return False
         return not (self.probing and self.probe_in_flight)
 
+    def back_at(self) -> float:
+        """When its cooldown and the upstream's Retry-After are both over."""
+        return max(self.cooling_until, self.blocked_until)
+
     def has_room(self) -> bool:
         return self.max_concurrency is None or self.in_flight < self.max_concurrency
 
@@ -96,15 +109,19 @@ class Deployment:
         self.failures_in_row = 0
         if self.probing:
             self.probing = False
+            self.cooling_until = 0.0  # sent while it cooled down, nothing else could take it
             log.info("deployment %s is healthy again", self.label)
             DEPLOYMENT_UP.labels(self.model, self.label).set(1)
 
     def failed(self, now: float, retry_after: float | None, epoch: int) -> None:
         self.failures += 1
+        DEPLOYMENT_FAILURES.labels(self.model, self.label).inc()
         if retry_after is not None and retry_after > 0:
             self.blocked_until = max(self.blocked_until, now + min(retry_after, MAX_RETRY_AFTER))
         if epoch != self.epoch:
             return  # sent before the last cooldown began: already counted in it
+        if now < self.cooling_until:
+            return  # sent while it cools down (nothing else could take it): no new cooldown
         self.failures_in_row += 1
         if self.probing or self.failures_in_row >= self.cooldown.failures:
             log.warning(
@@ -138,12 +155,16 @@ class Deployment:
 
 @dataclass(eq=False)
 class DeploymentGroup:
-    """The deployments of one model, the choice among them and the wait queue."""
+    """The deployments of one model, the choice among them and the wait queue.
+
+    `has_fallbacks`: the model's fallbacks take a request its deployments cannot, so a
+    deployment that cools down or asked to wait is skipped even when no other is ready."""
 
     members: list[Deployment]
     routing: Routing
     queue: QueueConfig
     model: str
+    has_fallbacks: bool = False
     _waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     _turn: int = 0  # rotates the start of least-busy's scan, so ties spread
 
@@ -153,21 +174,24 @@ class DeploymentGroup:
             DEPLOYMENT_UP.labels(self.model, member.label).set(1)
 
     # choosing
-    def pick(self, now: float, exclude: Iterable[Deployment] = ()) -> Deployment | None:
-        """The deployment for the next attempt, or None when none is ready with room.
+    def pick(self, now: float, exclude: Collection[Deployment] = ()) -> Deployment | None:
+        """The deployment for the next attempt, or None when none can take it with room.
 
         Deployments in `exclude` (those already tried) are passed over while any other can
-        serve."""
+        serve. When none is ready and the model has no fallbacks, the one back soonest takes
+        it all the same (`_last_resort`)."""
         members = self.members
         if len(members) == 1:
             only = members[0]
-            return only if only.ready(now) and only.has_room() else None
+            if only.has_room() and (only.ready(now) or self._may_take_anyway(only, now, exclude)):
+                return only
+            return None
         excluded = set(exclude)
         candidates = [d for d in members if d not in excluded and d.ready(now) and d.has_room()]
         if not candidates and excluded:
             candidates = [d for d in members if d.ready(now) and d.has_room()]
         if not candidates:
-            return None
+            return self._last_resort(now, excluded)
         if self.routing == "weighted":
             return _smooth_weighted(candidates)
         self._turn = (self._turn + 1) % len(candidates)
@@ -192,7 +216,7 @@ class DeploymentGroup:
         deployment = self.take_now(now, exclude)
         if deployment is not None:
             return deployment
-        if not any(d.ready(now) for d in self.members):
+        if not self._could_take(now, exclude):
             raise self._none_ready(now)
         return await self._wait(now, deadline, exclude)
 
@@ -243,7 +267,7 @@ class DeploymentGroup:
                 if self._waiters and self.pick(now) is not None:
                     self._pass_on()  # more room than this one waiter needed
                 return deployment
-            if not any(d.ready(now) for d in self.members):
+            if not self._could_take(now, exclude):
                 raise self._none_ready(now)
 
     def _pass_on(self) -> None:
@@ -257,11 +281,42 @@ class DeploymentGroup:
         with contextlib.suppress(ValueError):  # already taken off by a release
             self._waiters.remove(waiter)
 
+    # the last resort: cooldown skips a deployment only while something else can take it
+    def _may_take_anyway(
+        self, deployment: Deployment, now: float, exclude: Collection[Deployment]
+    ) -> bool:
+        """Whether a deployment that is not ready may take the request all the same: when the
+        model has no fallbacks, unless this request tried it and it asked to wait (a
+        Retry-After is the dispatcher's to wait out)."""
+        if self.has_fallbacks:
+            return False
+        return not (now < deployment.blocked_until and deployment in exclude)
+
+    def _last_resort(self, now: float, excluded: set[Deployment]) -> Deployment | None:
+        """With nothing ready: the deployment back soonest (one this request has not tried
+        first, then the least busy), or None when the model has fallbacks to take it."""
+        usable = [
+            d for d in self.members if d.has_room() and self._may_take_anyway(d, now, excluded)
+        ]
+        return min(
+            usable,
+            key=lambda d: (d in excluded, max(d.back_at(), now), d.in_flight / d.weight),
+            default=None,
+        )
+
+    def _could_take(self, now: float, exclude: Collection[Deployment]) -> bool:
+        """Whether any deployment could take the request once it has room."""
+        return any(d.ready(now) or self._may_take_anyway(d, now, exclude) for d in self.members)
+
     def _none_ready(self, now: float) -> UpstreamUnavailable:
-        back = min(max(d.cooling_until, d.blocked_until) for d in self.members)
+        if self.has_fallbacks:
+            back = min(d.back_at() for d in self.members)
+            held = "is cooling down or asked to wait"
+        else:  # each one was tried by this request and asked to wait
+            back = min(d.blocked_until for d in self.members)
+            held = "asked to wait"
         return UpstreamUnavailable(
-            f"every deployment of model '{self.model}' is cooling down or asked to wait",
-            retry_after=max(back - now, 0.0),
+            f"every deployment of model '{self.model}' {held}", retry_after=max(back - now, 0.0)
         )
 
     # reporting

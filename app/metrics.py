@@ -94,9 +94,15 @@ COOLDOWNS = Counter(
     "Times a deployment was taken out of the choice after failing, by model and deployment.",
     ["model", "deployment"],
 )
+DEPLOYMENT_FAILURES = Counter(
+    "proxy_deployment_failures",
+    "Upstream attempts that failed in a way another attempt may fix (no connection, 429, "
+    "5xx, a garbled answer, a timeout), by model and deployment.",
+    ["model", "deployment"],
+)
 DEPLOYMENT_UP = Gauge(
     "proxy_deployment_up",
-    "1 while a deployment may take requests, 0 from its cooldown until a probe succeeds "
+    "1 while a deployment is healthy, 0 from its cooldown until a request to it succeeds "
     "(lowest over live workers).",
     ["model", "deployment"],
     multiprocess_mode="livemin",

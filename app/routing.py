@@ -114,7 +114,9 @@ def build_deployments(model: ModelConfig) -> DeploymentGroup:
         )
         for index, deployment in enumerate(model.all_deployments)
     ]
-    return DeploymentGroup(members, model.routing, model.queue, model.name)
+    return DeploymentGroup(
+        members, model.routing, model.queue, model.name, has_fallbacks=bool(model.fallbacks)
+    )
 
 
 def build_router(config: ProxyConfig, *, source: str, api_base: str | None) -> Router:

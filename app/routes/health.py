@@ -2,8 +2,10 @@
 
 Neither needs a key nor calls an upstream. `/health` is 200 while the process serves requests.
 `/health/ready` reports every deployment's state (healthy, cooling_down, probing), its load and
-its counters, and answers 503 when no deployment of any model can serve, so a load balancer
-stops sending traffic to a proxy whose upstreams are all down.
+its counters, and answers 503 while every deployment of every model is cooling down, so a load
+balancer stops sending traffic to a proxy whose upstreams are all down. It reports the
+upstreams' health: a model without fallbacks still sends requests to its cooling deployments
+(`app.deployments`), and the first that succeeds makes the proxy ready again.
 """
 
 from __future__ import annotations

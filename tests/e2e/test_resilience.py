@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.servers import (
     MOCK_READY,
@@ -351,6 +352,90 @@ def test_cooldown_skips_a_dead_deployment_then_a_probe_brings_it_back(log_dir: P
     finally:
         proxy.stop()
         for server in (*mocks.values(), restarted):
+            if server is not None:
+                server.stop()
+
+
+def deployment_metrics(proxy: Server, model: str, deployment: str) -> dict[str, float]:
+    """The proxy's per-deployment samples for one deployment, by name."""
+    text = httpx.get(f"{proxy.url}/metrics", timeout=10).text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels == {"model": model, "deployment": deployment}
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "client_requests", "attempts_each"),
+    [
+        (500, None, 1, 3),  # 500 is retried, on the same deployment: 3 failures in one request
+        (503, "20", 3, 1),  # 20 s is more than a retry may wait: one attempt per request
+    ],
+    ids=["500", "503-retry-after"],
+)
+def test_a_lone_deployment_that_hiccups_is_not_refused_during_its_cooldown(
+    log_dir: Path, status: int, retry_after: str | None, client_requests: int, attempts_each: int
+) -> None:
+    name = f"hiccup-{status}"
+    args = ["--error-rate", "1", "--error-status", str(status)]
+    if retry_after is not None:
+        args += ["--retry-after", retry_after]
+    failing = start_mocks(log_dir, {name: args})[name]
+    config = {
+        "models": [
+            {
+                "name": "lone",
+                "api_base": base(failing),
+                "cooldown": {"failures": 3, "seconds": 60},  # over long before the test is
+            }
+        ]
+    }
+    proxy = start_proxy(log_dir, f"{name}-proxy", config)
+    recovered: Server | None = None
+    try:
+        for request in range(1, client_requests + 1):
+            response = httpx.post(
+                f"{proxy.url}/v1/chat/completions",
+                json={"model": "lone", "messages": MESSAGES},
+                timeout=30,
+            )
+            # the upstream's own error, never the proxy's "cooling down"
+            assert response.status_code == {500: 502, 503: 503}[status], response.text
+            message = response.json()["error"]["message"]
+            assert message.startswith(f"upstream answered HTTP {status}: "), message
+            assert response.headers.get("retry-after") == retry_after
+            assert mock_stats(failing)["requests"] == request * attempts_each
+        proxy.wait_for_log("deployment lone[0] failed 3 in a row; cooling down for 60 s")
+
+        ready = httpx.get(f"{proxy.url}/health/ready", timeout=10)
+        assert ready.status_code == 503
+        (deployment,) = ready.json()["models"][0]["deployments"]
+        assert deployment["state"] == "cooling_down"
+        assert (deployment["failures"], deployment["cooldowns"]) == (3, 1)
+        metrics = deployment_metrics(proxy, "lone", "lone[0]")
+        assert metrics["proxy_deployment_failures_total"] == 3
+        assert metrics["proxy_deployment_cooldowns_total"] == 1
+        assert metrics["proxy_deployment_up"] == 0
+
+        # The upstream recovers (on the same port) 59 s before the cooldown would end.
+        port = failing.port
+        failing.stop()
+        recovered = launch_mock(log_dir, f"{name}-recovered", port=port)
+        recovered.wait_ready(MOCK_READY)
+        with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="x", max_retries=0) as sdk:
+            assert chat(sdk, "lone")
+
+        assert mock_stats(recovered)["requests"] == 1
+        proxy.wait_for_log("deployment lone[0] is healthy again")
+        ready = httpx.get(f"{proxy.url}/health/ready", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["models"][0]["deployments"][0]["state"] == "healthy"
+        assert deployment_metrics(proxy, "lone", "lone[0]")["proxy_deployment_up"] == 1
+    finally:
+        proxy.stop()
+        for server in (failing, recovered):
             if server is not None:
                 server.stop()
 

@@ -1,4 +1,5 @@
-"""Deployment health and choice: cooldown, probe, Retry-After, least-busy, weighted, queue."""
+"""Deployment health and choice: cooldown, probe, Retry-After, least-busy, weighted, queue,
+and the last resort (cooldown skips a deployment only while something else can take it)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ def group(
     routing: Routing = "least-busy",
     size: int = 10,
     timeout: float = 5.0,
+    fallbacks: bool = False,
 ) -> DeploymentGroup:
-    return DeploymentGroup(list(members), routing, QueueConfig(size=size, timeout=timeout), "m")
+    queue = QueueConfig(size=size, timeout=timeout)
+    return DeploymentGroup(list(members), routing, queue, "m", has_fallbacks=fallbacks)
 
 
 # health
@@ -186,7 +189,7 @@ def test_pick_passes_over_tried_deployments_while_others_can_serve() -> None:
 
 def test_pick_skips_cooling_and_full_deployments() -> None:
     a, b, c = deployment("a", failures=1), deployment("b", max_concurrency=1), deployment("c")
-    g = group(a, b, c)
+    g = group(a, b, c, fallbacks=True)
     a.failed(NOW, None, a.epoch)
     b.take()
 
@@ -197,7 +200,7 @@ def test_pick_skips_cooling_and_full_deployments() -> None:
 
 async def test_acquire_when_every_deployment_cools_down_says_when_one_is_back() -> None:
     a, b = deployment("a", failures=1, seconds=4.0), deployment("b", failures=1, seconds=9.0)
-    g = group(a, b)
+    g = group(a, b, fallbacks=True)  # the fallbacks take the request
     a.failed(NOW, None, a.epoch)
     b.failed(NOW, None, b.epoch)
 
@@ -206,6 +209,133 @@ async def test_acquire_when_every_deployment_cools_down_says_when_one_is_back() 
 
     assert caught.value.retry_after == pytest.approx(3.0)
     assert "cooling down" in caught.value.message
+
+
+# the last resort: cooldown skips a deployment only while something else can take the request
+
+
+def in_state(label: str, state: str) -> Deployment:
+    """A deployment as of NOW + 1: `healthy`, `cooling:S` (its cooldown of S s began at NOW),
+    `blocked:S` (its upstream said Retry-After: S at NOW), `probing` (its probe is in flight),
+    `full` (at its max_concurrency)."""
+    kind, _, seconds = state.partition(":")
+    room = 1 if kind == "full" else None
+    d = deployment(label, failures=1, seconds=float(seconds or 1), max_concurrency=room)
+    if kind == "cooling":
+        d.failed(NOW, None, d.epoch)
+    elif kind == "blocked":
+        d.cooldown = CooldownConfig(failures=100, seconds=10.0)
+        d.failed(NOW, float(seconds), d.epoch)
+    elif kind == "probing":
+        d.failed(NOW, None, d.epoch)  # a cooldown of 1 s: probing from NOW + 1
+        d.take()
+    elif kind == "full":
+        d.take()
+    else:
+        assert kind == "healthy"
+    return d
+
+
+LAST_RESORT = [
+    # (each deployment's state, the model has fallbacks, the pick at NOW + 1)
+    (["cooling:10"], False, "a"),  # a lone deployment keeps its requests ...
+    (["cooling:10"], True, None),  # ... unless a fallback can take them
+    (["blocked:30"], False, "a"),
+    (["blocked:30"], True, None),
+    (["probing"], False, "a"),
+    (["probing"], True, None),
+    (["full"], False, None),  # room is never overridden: that is the queue's business
+    (["cooling:10", "healthy"], False, "b"),  # another deployment can take it
+    (["cooling:10", "healthy"], True, "b"),
+    (["cooling:9", "cooling:4"], False, "b"),  # all held back: the one back soonest
+    (["cooling:4", "blocked:9"], False, "a"),
+    (["blocked:3", "cooling:9"], False, "a"),
+    (["cooling:4", "cooling:9"], True, None),
+    (["cooling:4", "full"], False, "a"),  # the full one would take it once it has room
+    (["full", "cooling:4"], True, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("states", "fallbacks", "expected"),
+    LAST_RESORT,
+    ids=[",".join(states) + (" with fallbacks" if fb else "") for states, fb, _ in LAST_RESORT],
+)
+def test_cooldown_skips_a_deployment_only_while_something_else_can_take_the_request(
+    states: list[str], fallbacks: bool, expected: str | None
+) -> None:
+    members = [in_state(label, state) for label, state in zip("ab", states, strict=False)]
+    g = group(*members, fallbacks=fallbacks)
+
+    picked = g.pick(NOW + 1.0)
+
+    assert (picked.label if picked else None) == expected
+
+
+def test_a_retry_after_of_a_deployment_this_request_tried_is_kept() -> None:
+    a = in_state("a", "blocked:30")
+    b = in_state("b", "cooling:5")
+
+    assert group(a).pick(NOW + 1.0) is a  # a new request goes to it
+    assert group(a).pick(NOW + 1.0, exclude=[a]) is None  # its retry waits, or gives up
+    assert group(a, b).pick(NOW + 1.0, exclude=[a]) is b
+    assert group(a).pick(NOW + 30.0, exclude=[a]) is a  # the wait is over
+
+
+def test_the_last_resort_prefers_a_deployment_not_yet_tried() -> None:
+    a, b = in_state("a", "cooling:4"), in_state("b", "cooling:9")
+
+    assert group(a, b).pick(NOW + 1.0, exclude=[a]) is b
+
+
+async def test_acquire_without_fallbacks_takes_a_cooling_deployment() -> None:
+    a, b = deployment("a", failures=1, seconds=4.0), deployment("b", failures=1, seconds=9.0)
+    a.failed(NOW, None, a.epoch)
+    b.failed(NOW, None, b.epoch)
+
+    assert await group(a, b).acquire(NOW + 1.0, FAR, []) is a
+    assert a.in_flight == 1
+
+
+async def test_acquire_when_the_deployment_tried_asked_to_wait_says_how_long() -> None:
+    d = deployment("a", failures=100)
+    d.failed(NOW, 30.0, d.epoch)
+
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await group(d).acquire(NOW + 1.0, FAR, [d])
+
+    assert caught.value.retry_after == pytest.approx(29.0)
+    assert caught.value.message == "every deployment of model 'm' asked to wait"
+
+
+def test_a_request_during_the_cooldown_heals_the_deployment_when_it_succeeds() -> None:
+    d = deployment("a", failures=3, seconds=10.0)
+    for _ in range(3):
+        d.failed(NOW, None, d.epoch)
+    assert d.state(NOW + 1.0) == "cooling_down"
+
+    d.take()  # nothing else could take this request
+    d.release(d.epoch)
+    d.succeeded(d.epoch)
+
+    assert d.state(NOW + 1.0) == "healthy" and d.ready(NOW + 1.0)
+    assert d.failures == 3 and d.cooldowns == 1
+
+
+def test_failures_during_the_cooldown_are_counted_without_starting_it_anew() -> None:
+    d = deployment("a", failures=3, seconds=10.0)
+    for _ in range(3):
+        d.failed(NOW, None, d.epoch)
+
+    for offset in (1.0, 2.0, 9.0):
+        d.take()
+        d.release(d.epoch)
+        d.failed(NOW + offset, None, d.epoch)
+
+    assert d.failures == 6 and d.cooldowns == 1
+    assert d.state(NOW + 9.9) == "cooling_down" and d.state(NOW + 10.0) == "probing"
+    d.failed(NOW + 10.0, None, d.epoch)  # after the cooldown: a failed probe, as ever
+    assert d.cooldowns == 2 and d.state(NOW + 19.9) == "cooling_down"
 
 
 # the queue (real time: these run on the event loop with short timeouts)

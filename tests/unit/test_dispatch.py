@@ -223,6 +223,73 @@ async def test_a_cooling_deployment_is_skipped() -> None:
     assert upstream.urls == [B, B, B]
 
 
+async def test_a_lone_deployment_in_cooldown_still_gets_the_next_request() -> None:
+    model = route(A, max_retries=0, cooldown={"failures": 3, "seconds": 60})
+    upstream = ScriptedUpstream({A: [status(500), status(500), status(500), ok("back")]})
+    for _ in range(3):
+        with pytest.raises(UpstreamBadResponse, match="HTTP 500") as caught:
+            await run(upstream, model)
+        assert caught.value.status == 502 and caught.value.headers() is None
+    (only,) = model.deployments.members
+    assert only.state(10_000.0) == "cooling_down"
+
+    assert await run(upstream, model) == ["back"]  # not a 503 "cooling down"
+
+    assert upstream.urls == [A] * 4
+    assert only.state(10_000.0) == "healthy"
+    assert (only.failures, only.cooldowns) == (3, 1)
+
+
+async def test_with_a_fallback_a_cooling_lone_deployment_is_skipped() -> None:
+    model = route(A, max_retries=0, fallbacks=["backup"], cooldown={"failures": 1})
+    upstream = ScriptedUpstream({A: [status(500), ok()]})
+    with pytest.raises(UpstreamBadResponse):
+        await run(upstream, model)
+
+    with pytest.raises(UpstreamUnavailable, match="is cooling down") as caught:
+        await run(upstream, model)  # for the caller to hand to the fallback at once
+
+    assert upstream.urls == [A]
+    assert caught.value.retry_after == pytest.approx(10.0)
+
+
+async def test_a_lone_deployment_that_asked_to_wait_still_gets_the_next_request() -> None:
+    model = route(A, cooldown={"failures": 3})
+    upstream = ScriptedUpstream({A: [status(503, retry_after=30), ok("back")]})
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await run(upstream, model)
+    # the same request waits for no 30 s and does not ask again: the upstream's own answer
+    assert upstream.urls == [A]
+    assert caught.value.message.startswith("upstream answered HTTP 503")
+    assert caught.value.headers() == {"retry-after": "30"}
+
+    assert await run(upstream, model) == ["back"]
+    assert upstream.urls == [A, A]
+
+
+async def test_when_every_deployment_cools_down_the_one_back_soonest_is_asked() -> None:
+    model = route(A, B, max_retries=1, cooldown={"failures": 1, "seconds": 60})
+    upstream = ScriptedUpstream({A: [status(500), ok("a")], B: [status(500), ok("b")]})
+    with pytest.raises(UpstreamBadResponse):
+        await run(upstream, model)  # A fails, then B a backoff later: both cool down
+    assert [d.state(10_001.0) for d in model.deployments.members] == ["cooling_down"] * 2
+
+    assert await run(upstream, model) == ["a"]
+
+    assert upstream.urls == [A, B, A]
+
+
+async def test_when_every_deployment_cools_down_a_model_with_fallbacks_hands_over() -> None:
+    model = route(A, B, max_retries=1, fallbacks=["backup"], cooldown={"failures": 1})
+    upstream = ScriptedUpstream({A: [status(500), ok("a")], B: [status(500), ok("b")]})
+    with pytest.raises(UpstreamBadResponse):
+        await run(upstream, model)
+
+    with pytest.raises(UpstreamUnavailable, match="is cooling down"):
+        await run(upstream, model)
+    assert upstream.urls == [A, B]
+
+
 async def test_retry_after_is_waited_for_when_no_other_deployment_is_ready() -> None:
     upstream = ScriptedUpstream({A: [status(429, retry_after=0.8), ok("later")]})
     sleeps = Sleeps()
