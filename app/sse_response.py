@@ -48,8 +48,10 @@ class KeepAliveSSE:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
-        helper = _StreamHelper(send, receive, self.interval, task)
-        timer = coarse_timers(task.get_loop()).call_later(helper.after, helper.start)
+        interval = self.interval
+        after = WATCH_AFTER_SECONDS if interval > WATCH_AFTER_SECONDS else interval
+        helper = _StreamHelper(send, receive, interval - after, interval, task)
+        timer = coarse_timers(task.get_loop()).call_later(after, helper.start)
         try:
             body = await self.produce()
         except asyncio.CancelledError:
@@ -66,13 +68,13 @@ class KeepAliveSSE:
                 record.client_left()
             return
         except Exception as exc:
-            if helper.running:
+            if helper.task is not None:
                 await helper.stop()
             if not helper.started:
                 raise  # nothing sent yet: a real HTTP error (or the app's 500 handler)
             body = self._in_band(exc)
         else:
-            if helper.running:
+            if helper.task is not None:
                 await helper.stop()
         finally:
             timer.cancel()
@@ -97,56 +99,57 @@ class KeepAliveSSE:
 
 
 class _StreamHelper:
-    """From `after` seconds on, watches the client (cancelling the producer when it leaves); from
-    `interval` on, starts the stream and sends keep-alives until stopped."""
+    """Once started, watches the client (cancelling the producer when it leaves); `first` s
+    later, starts the stream and sends keep-alives every `interval` s until stopped."""
 
     __slots__ = (
         "_send",
         "_receive",
+        "_first",
         "_interval",
         "_producer",
         "_stopping",
-        "_task",
-        "after",
+        "task",
         "started",
         "client_gone",
     )
 
     def __init__(
-        self, send: Send, receive: Receive, interval: float, producer: asyncio.Task[object]
+        self,
+        send: Send,
+        receive: Receive,
+        first: float,
+        interval: float,
+        producer: asyncio.Task[object],
     ) -> None:
         self._send = send
         self._receive = receive
+        self._first = first
         self._interval = interval
         self._producer = producer
         self._stopping: asyncio.Event | None = None  # made when started: most streams never are
-        self._task: asyncio.Task[None] | None = None
-        self.after = min(WATCH_AFTER_SECONDS, interval)
+        self.task: asyncio.Task[None] | None = None
         self.started = False  # the stream's headers went out
         self.client_gone = False
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None
-
     def start(self) -> None:
         self._stopping = asyncio.Event()
-        self._task = self._producer.get_loop().create_task(self._run(self._stopping))
+        self.task = self._producer.get_loop().create_task(self._run(self._stopping))
 
     async def stop(self) -> None:
         """Stop after the message being sent, if any; `started` is final from then on."""
-        if self._stopping is not None and self._task is not None:
+        if self._stopping is not None and self.task is not None:
             self._stopping.set()
-            await self._task
+            await self.task
 
     def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
     async def _run(self, stop: asyncio.Event) -> None:
         disconnect = asyncio.ensure_future(self._wait_for_disconnect())
         stopping = asyncio.ensure_future(stop.wait())
-        wait = self._interval - self.after  # until the first keep-alive
+        wait = self._first
         try:
             while True:
                 done, _ = await asyncio.wait(
