@@ -4,7 +4,8 @@ Watching for a disconnect means a task blocked on `receive()`; making one per re
 cost as much as the rest of a short request. So `DisconnectWatch` only sets a coarse timer
 (app.coarse_timers): once the work has run for `after` seconds, a watcher task starts; when the
 client disconnects, it cancels the task that does the work, and `client_gone` tells that task
-why it was cancelled.
+why it was cancelled. (A stream's response, app.sse_response, watches the same way from the
+same delay, with its keep-alives in the same task.)
 """
 
 from __future__ import annotations

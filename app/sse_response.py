@@ -1,13 +1,15 @@
 """The ASGI response for a synthesised SSE stream, with keep-alives only when they are needed.
 
 The custom endpoint answers all at once, so the stream exists only once the upstream has
-answered. Most answers come before the first keep-alive is due; for them this response costs
-one coarse timer (app.coarse_timers; a loop timer here cost 5-8 % of the streamed rps in A/B
-pairs): the upstream call runs in the request's own task, and the events go out as one body
-with a Content-Length. Only when the timer fires does a helper task start the stream, send
-`: keep-alive` comments every interval and watch for the client going away (which cancels the
-upstream call). A failure before the stream started is raised, so the client gets a real HTTP
-error; after, it goes out in-band as `data: {"error": ...}` and `data: [DONE]`.
+answered. Most answers come within a quarter of a second; for them this response costs one
+coarse timer (app.coarse_timers; a loop timer here cost 5-8 % of the streamed rps in A/B pairs):
+the upstream call runs in the request's own task, and the events go out as one body with a
+Content-Length. Only when the timer fires does a helper task start, which watches for the client
+going away (that cancels the upstream call, whether or not anything was sent yet: the request is
+logged and counted as 499) and, once the keep-alive interval has passed, starts the stream and
+sends `: keep-alive` comments every interval. A failure before the stream started is raised, so
+the client gets a real HTTP error; after, it goes out in-band as `data: {"error": ...}` and
+`data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from starlette.types import Message, Receive, Scope, Send
 
 from app.coarse_timers import coarse_timers
+from app.disconnect import WATCH_AFTER_SECONDS
 from app.errors import ProxyError, internal_error_envelope
 from app.streaming import KEEPALIVE, SSE_HEADERS, SSE_MEDIA_TYPE, error_stream
 
@@ -32,7 +35,8 @@ _HEADERS = [
 
 
 class KeepAliveSSE:
-    """Await `produce()` for the stream's bytes; keep the connection alive while it works."""
+    """Await `produce()` for the stream's bytes; keep the connection alive while it works, and
+    stop working when the client leaves."""
 
     def __init__(
         self, produce: Callable[[], Awaitable[bytes]], *, interval: float, request_id: str
@@ -42,29 +46,17 @@ class KeepAliveSSE:
         self.request_id = request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        keepalive = _KeepAlive(send, receive, self.interval, task)
-        timer = coarse_timers(loop).call_later(self.interval, keepalive.start)
+        interval = self.interval
+        after = WATCH_AFTER_SECONDS if interval > WATCH_AFTER_SECONDS else interval
+        helper = _StreamHelper(send, receive, interval - after, interval, task)
+        timer = coarse_timers(task.get_loop()).call_later(after, helper.start)
         try:
             body = await self.produce()
-        except ProxyError as exc:
-            if not keepalive.started:
-                raise  # nothing sent yet: a real HTTP error
-            log.warning(
-                "upstream error after the stream started: %s (request %s)",
-                exc.message,
-                self.request_id,
-            )
-            body = error_stream(exc.envelope())
-        except Exception:
-            if not keepalive.started:
-                raise  # the app's 500 handler answers it
-            log.exception("error after the stream started (request %s)", self.request_id)
-            body = error_stream(internal_error_envelope(self.request_id))
         except asyncio.CancelledError:
-            if not keepalive.client_gone:
+            if not helper.client_gone:
+                helper.cancel()
                 raise
             task.uncancel()
             log.info(
@@ -73,63 +65,111 @@ class KeepAliveSSE:
             )
             record = scope.get("record")
             if record is not None:
-                record.client_gone = True
+                record.client_left()
             return
+        except Exception as exc:
+            if helper.task is not None:
+                await helper.stop()
+            if not helper.started:
+                raise  # nothing sent yet: a real HTTP error (or the app's 500 handler)
+            body = self._in_band(exc)
+        else:
+            if helper.task is not None:
+                await helper.stop()
         finally:
             timer.cancel()
-        if keepalive.started:
-            await keepalive.stop()
+        if helper.started:
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
+    def _in_band(self, exc: Exception) -> bytes:
+        """The error event for a failure after the stream started."""
+        if isinstance(exc, ProxyError):
+            log.warning(
+                "upstream error after the stream started: %s (request %s)",
+                exc.message,
+                self.request_id,
+            )
+            return error_stream(exc.envelope())
+        log.error("error after the stream started (request %s)", self.request_id, exc_info=exc)
+        return error_stream(internal_error_envelope(self.request_id))
 
-class _KeepAlive:
-    """Starts the stream and sends keep-alives until stopped; cancels the producer on disconnect."""
+
+class _StreamHelper:
+    """Once started, watches the client (cancelling the producer when it leaves); `first` s
+    later, starts the stream and sends keep-alives every `interval` s until stopped."""
+
+    __slots__ = (
+        "_send",
+        "_receive",
+        "_first",
+        "_interval",
+        "_producer",
+        "_stopping",
+        "task",
+        "started",
+        "client_gone",
+    )
 
     def __init__(
-        self, send: Send, receive: Receive, interval: float, producer: asyncio.Task[object]
+        self,
+        send: Send,
+        receive: Receive,
+        first: float,
+        interval: float,
+        producer: asyncio.Task[object],
     ) -> None:
         self._send = send
         self._receive = receive
+        self._first = first
         self._interval = interval
         self._producer = producer
         self._stopping: asyncio.Event | None = None  # made when started: most streams never are
-        self._task: asyncio.Task[None] | None = None
-        self.started = False
+        self.task: asyncio.Task[None] | None = None
+        self.started = False  # the stream's headers went out
         self.client_gone = False
 
     def start(self) -> None:
-        self.started = True
         self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(self._stopping))
+        self.task = self._producer.get_loop().create_task(self._run(self._stopping))
 
     async def stop(self) -> None:
-        if self._stopping is not None:
+        """Stop after the message being sent, if any; `started` is final from then on."""
+        if self._stopping is not None and self.task is not None:
             self._stopping.set()
-        if self._task is not None:
-            await self._task
+            await self.task
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
 
     async def _run(self, stop: asyncio.Event) -> None:
-        await self._send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
         disconnect = asyncio.ensure_future(self._wait_for_disconnect())
         stopping = asyncio.ensure_future(stop.wait())
+        wait = self._first
         try:
             while True:
-                await self._send(
-                    {"type": "http.response.body", "body": KEEPALIVE, "more_body": True}
-                )
                 done, _ = await asyncio.wait(
-                    (disconnect, stopping), timeout=self._interval, return_when="FIRST_COMPLETED"
+                    (disconnect, stopping), timeout=wait, return_when="FIRST_COMPLETED"
                 )
-                if stopping in done:
-                    return
+                if stop.is_set():
+                    return  # the producer is done: it must not be cancelled now
                 if disconnect in done:
                     self.client_gone = True
                     self._producer.cancel()
                     return
+                if not self.started:
+                    self.started = True
+                    await self._send(
+                        {"type": "http.response.start", "status": 200, "headers": _HEADERS}
+                    )
+                await self._send(
+                    {"type": "http.response.body", "body": KEEPALIVE, "more_body": True}
+                )
+                wait = self._interval
         finally:
             for waiter in (disconnect, stopping):
                 waiter.cancel()
@@ -137,6 +177,7 @@ class _KeepAlive:
                     await waiter
 
     async def _wait_for_disconnect(self) -> Message:
+        # The body has been read: the next message is the disconnect, whenever it comes.
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":

@@ -160,7 +160,6 @@ class RequestRecord:
     fallback: str = ""  # the fallback model that answered
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    client_gone: bool = False
     prompt: list[str] | None = None  # only with log_content
     completion: list[str] | None = None
 
@@ -182,6 +181,11 @@ class RequestRecord:
         self.attempt_started = 0.0
         self.upstream_seconds += seconds
         self.telemetry.observe_upstream(deployment, seconds)
+
+    def client_left(self) -> None:
+        """The client went away before the whole answer was out (its work was cancelled):
+        499, nginx's code, whatever status the headers already carried."""
+        self.status = 499
 
     def count_tokens(self, usage: dict[str, int]) -> None:
         self.prompt_tokens = usage["prompt_tokens"]
@@ -254,7 +258,7 @@ class Telemetry:
                 tokens = stats.tokens[key_name] = [0, 0]
             tokens[0] += record.prompt_tokens
             tokens[1] += record.completion_tokens
-        disconnected = record.client_gone or record.status == 499
+        disconnected = record.status == 499
         if disconnected:
             stats.disconnects += 1
         if access_log.isEnabledFor(logging.INFO):

@@ -9,9 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
+from app.disconnect import WATCH_AFTER_SECONDS
 from app.errors import UpstreamBadResponse
 from app.sse_response import KeepAliveSSE
 from app.streaming import DONE, KEEPALIVE
+from app.telemetry import RequestRecord, Telemetry
 
 BODY = b'data: {"x": 1}\n\n' + DONE
 
@@ -42,8 +44,18 @@ class Channel:
         return dict(self.sent[0]["headers"])
 
 
-async def run(answer: KeepAliveSSE, channel: Channel) -> None:
-    await answer({"type": "http"}, channel.receive, channel.send)
+async def run(answer: KeepAliveSSE, channel: Channel, record: RequestRecord | None = None) -> None:
+    scope: dict[str, Any] = {"type": "http"}
+    if record is not None:
+        scope["record"] = record
+    await answer(scope, channel.receive, channel.send)
+
+
+def new_record() -> RequestRecord:
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions"}
+    record = Telemetry().start(scope, "r")
+    assert record is not None
+    return record
 
 
 async def test_a_fast_answer_is_one_write_with_a_length() -> None:
@@ -125,8 +137,56 @@ async def test_a_client_that_goes_away_cancels_the_upstream_call(
             raise
         return BODY
 
+    record = new_record()
+    record.response_started(200)  # as the middleware notes the keep-alives' headers
     with caplog.at_level(logging.INFO, logger="app.serving"):
-        await run(KeepAliveSSE(produce, interval=0.01, request_id="r5"), channel)
+        await run(KeepAliveSSE(produce, interval=0.01, request_id="r5"), channel, record)
     assert cancelled.is_set()
     assert "client closed the stream; upstream request cancelled (request r5)" in caplog.text
     assert not channel.body.endswith(DONE)
+    assert record.status == 499
+
+
+async def test_a_client_that_leaves_before_anything_was_sent_cancels_the_upstream_call() -> None:
+    # The first keep-alive is 10 s away; the client is watched from WATCH_AFTER_SECONDS on.
+    channel = Channel()
+    channel.disconnected.set()  # gone from the start
+    cancelled_after: list[float] = []
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    async def produce() -> bytes:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled_after.append(loop.time() - began)
+            raise
+        return BODY
+
+    record = new_record()
+    await run(KeepAliveSSE(produce, interval=10, request_id="r6"), channel, record)
+    assert channel.sent == []
+    assert record.status == 499
+    (after,) = cancelled_after
+    assert WATCH_AFTER_SECONDS <= after < 1.0
+
+
+async def test_an_answer_that_comes_while_the_client_is_watched_is_one_write() -> None:
+    # Past WATCH_AFTER_SECONDS but before the first keep-alive: the watch stops, nothing was
+    # sent yet, so the answer still goes out whole with its length.
+    channel = Channel()
+    watched = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        watched.set()
+        return await channel.receive()
+
+    async def produce() -> bytes:
+        await watched.wait()
+        return BODY
+
+    answer = KeepAliveSSE(produce, interval=10, request_id="r7")
+    await answer({"type": "http"}, receive, channel.send)
+    assert channel.body == BODY
+    assert channel.headers[b"content-length"] == str(len(BODY)).encode()
+    assert len(channel.sent) == 2

@@ -273,7 +273,7 @@ def test_client_disconnects_are_counted(access_lines: AccessLines) -> None:
     gone_mid_stream = start(tele)
     gone_mid_stream.bind(route_for("tele-gone"), stream=True)
     gone_mid_stream.response_started(200)
-    gone_mid_stream.client_gone = True
+    gone_mid_stream.client_left()  # after the headers said 200
     tele.finish(gone_mid_stream, "")
     gone_waiting = start(tele)
     gone_waiting.bind(route_for("tele-gone"), stream=False)
@@ -281,7 +281,12 @@ def test_client_disconnects_are_counted(access_lines: AccessLines) -> None:
     tele.finish(gone_waiting, "")
     tele.flush()
     assert value("proxy_client_disconnects_total", model="tele-gone") == 2
-    assert [line["client_disconnected"] for line in access_lines.fields()] == [True, True]
+    requests = {"model": "tele-gone", "key": "", "status": "499"}
+    assert value("proxy_requests_total", **requests) == 2
+    assert value("proxy_requests_total", **{**requests, "status": "200"}) == 0
+    lines = access_lines.fields()
+    assert [line["client_disconnected"] for line in lines] == [True, True]
+    assert [line["status"] for line in lines] == [499, 499]
 
 
 def test_cooldown_and_recovery_are_metrics() -> None:
