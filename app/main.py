@@ -87,7 +87,12 @@ def resolve_config(settings: Settings) -> ProxyConfig:
 def prepare(settings: Settings, config: ProxyConfig | None = None) -> tuple[ProxyConfig, Router]:
     """Load and check everything start-up needs; raises ConfigError on a bad config."""
     config = resolve_config(settings) if config is None else config
-    router = build_router(config, source=config_source(settings.config), api_base=settings.api_base)
+    router = build_router(
+        config,
+        source=config_source(settings.config),
+        api_base=settings.api_base,
+        proxy_environment=settings.proxy_environment,
+    )
     return config, router
 
 
