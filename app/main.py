@@ -131,6 +131,7 @@ def create_app(
             len(config.api_keys) or "none (open)",
         )
         _log_access(config, limits, settings.workers)
+        _log_proxies(router)
         limiter = limits.start() if limits is not None else None
         upstream = upstream_factory(config)
         if tune_gc:
@@ -205,6 +206,21 @@ def _log_access(config: ProxyConfig, limits: LimitsPlan | None, workers: int) ->
             workers,
             workers,
         )
+
+
+def _log_proxies(router: Router) -> None:
+    """Say which upstreams are reached through a forward proxy; its URL without credentials."""
+    routes = [*router.routes, *([router.passthrough] if router.passthrough else [])]
+    for route in routes:
+        for deployment in route.deployments.members:
+            endpoint = deployment.endpoint
+            if endpoint.proxy is not None:
+                log.info(
+                    "%s reaches %s through the proxy %s",
+                    deployment.label,
+                    endpoint.url,
+                    endpoint.proxy.display,
+                )
 
 
 def _tune_gc() -> None:
