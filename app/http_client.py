@@ -314,6 +314,12 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Close without flushing or TLS close_notify."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
     def _write(self, request: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(request)  # else the exchange was given up meanwhile
@@ -620,9 +626,11 @@ class HTTPPool:
         return self._tls
 
     async def aclose(self) -> None:
-        """Close every idle connection (busy ones close when their exchange ends)."""
+        """Close every idle connection (busy ones close when their exchange ends). Idle ones
+        are dropped at once: a TLS close handshake (through a proxy, several hops) would
+        outlive the event loop, and nothing is in flight on them."""
         self._closed = True
         for connections in self._idle.values():
             for connection in connections:
-                connection.close()
+                connection.abort()
         self._idle.clear()

@@ -15,6 +15,7 @@ import pytest
 import trustme
 import yaml
 
+from app.cli import main
 from app.config import ConfigError, ProxyConfig, load_config
 from app.routing import Router, build_router
 from app.settings import Settings, read_proxy_environment
@@ -361,3 +362,20 @@ def test_a_bad_tls_file_of_a_deployment_names_the_deployment(
     }
     with pytest.raises(ConfigError, match=r"models\[0\] \(m\)\.deployments\[1\]\.tls\.cert_file"):
         router_for(tmp_path, [model])
+
+
+def test_check_config_shows_the_proxy_without_its_credentials(
+    tmp_path: Path, certs: Certificates, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://corp-user:Hidden9@proxy.corp:3128")
+    path = tmp_path / "proxy.yaml"
+    model = tls_model({"ca_file": str(certs.ca)})
+    path.write_text(yaml.safe_dump({"models": [model]}), encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "m[0] @ https://gpu/gen:" in out
+    assert "through the proxy http://proxy.corp:3128, own TLS settings" in out
+    assert "Hidden9" not in out and "corp-user" not in out
