@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.config import ConfigError, ModelConfig, ProxyConfig
+from app.config import ConfigError, DeploymentConfig, ModelConfig, ProxyConfig
 from app.deployments import Deployment, DeploymentGroup
 from app.errors import ModelNotFound
 from app.prompts import PromptTemplate, TemplateError, compile_template
@@ -101,33 +101,42 @@ def build_route(
 
 def build_deployments(model: ModelConfig, where: str, network: NetworkPlanner) -> DeploymentGroup:
     """A model's deployments; each one's unset fields take the model's values."""
-    members = []
-    for index, deployment in enumerate(model.all_deployments):
-        own = f"{where}.deployments[{index}]"
-        route = network.plan(
-            deployment.api_base,
-            proxy=(deployment.proxy, own) if deployment.proxy else (model.proxy, where),
-            trust_env=model.trust_env if deployment.trust_env is None else deployment.trust_env,
-            tls=(deployment.tls, own) if deployment.tls else (model.tls, where),
-        )
-        endpoint = UpstreamEndpoint(
+    members = [
+        build_deployment(model, index, deployment, where, network)
+        for index, deployment in enumerate(model.all_deployments)
+    ]
+    return DeploymentGroup(members, model.routing, model.queue, model.name)
+
+
+def build_deployment(
+    model: ModelConfig,
+    index: int,
+    deployment: DeploymentConfig,
+    where: str,
+    network: NetworkPlanner,
+) -> Deployment:
+    """One deployment, with how it reaches its upstream (proxy, TLS) decided now."""
+    own = f"{where}.deployments[{index}]"
+    route = network.plan(
+        deployment.api_base,
+        proxy=(deployment.proxy, own) if deployment.proxy else (model.proxy, where),
+        trust_env=model.trust_env if deployment.trust_env is None else deployment.trust_env,
+        tls=(deployment.tls, own) if deployment.tls else (model.tls, where),
+    )
+    return Deployment(
+        label=f"{model.name}[{index}]",
+        endpoint=UpstreamEndpoint(
             url=deployment.api_base,
             headers={"content-type": "application/json", **model.headers, **deployment.headers},
             timeout=deployment.timeout or model.timeout,
             proxy=route.proxy,
             tls=route.tls,
-        )
-        members.append(
-            Deployment(
-                label=f"{model.name}[{index}]",
-                endpoint=endpoint,
-                upstream_model=deployment.upstream_model,
-                weight=deployment.weight,
-                max_concurrency=deployment.max_concurrency or model.max_concurrency,
-                cooldown=model.cooldown,
-            )
-        )
-    return DeploymentGroup(members, model.routing, model.queue, model.name)
+        ),
+        upstream_model=deployment.upstream_model,
+        weight=deployment.weight,
+        max_concurrency=deployment.max_concurrency or model.max_concurrency,
+        cooldown=model.cooldown,
+    )
 
 
 def build_router(
