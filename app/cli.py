@@ -355,12 +355,15 @@ def _print_routes(router: Router) -> None:
             endpoint = deployment.endpoint
             # Header values are secrets (upstream tokens): only their names are shown.
             headers = ", ".join(name for name in endpoint.headers if name != "content-type")
+            # The proxy's URL without its credentials; TLS: whether the config sets its own.
+            via = f", through the proxy {endpoint.proxy.display}" if endpoint.proxy else ""
+            tls = ", own TLS settings" if endpoint.tls is not None else ""
             print(
                 f"    {deployment.label} @ {endpoint.url}: weight {deployment.weight}, "
                 f"timeout {endpoint.timeout:g} s, "
                 f"max_concurrency {deployment.max_concurrency or 'unlimited'}, "
                 f"upstream model {deployment.upstream_model or route.upstream_model}, "
-                f"headers {headers or 'none'}"
+                f"headers {headers or 'none'}{via}{tls}"
             )
 
 

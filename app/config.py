@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -81,6 +82,48 @@ def _check_headers(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _check_proxy_url(value: str | None) -> str | None:
+    """An http:// forward proxy URL, optionally with user:password. The message never
+    repeats the value: it may hold a password."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("not a valid proxy URL (http://[user:password@]host:port)") from None
+    if parts.scheme != "http":
+        raise ValueError("only http:// proxies are supported (the CONNECT tunnel carries TLS)")
+    if not parts.hostname or port is None or (parts.path not in ("", "/")) or parts.query:
+        raise ValueError("a proxy URL is http://[user:password@]host:port, nothing more")
+    return value
+
+
+class TLSConfig(_Strict):
+    """TLS to an https upstream: whose certificate to trust and which one to show it.
+    Files are PEM; relative paths are relative to the config file's folder. Checked at start-up."""
+
+    ca_file: Path | None = None  # CA certificates trusted instead of the system's
+    cert_file: Path | None = None  # client certificate for mutual TLS (may hold the key too)
+    key_file: Path | None = None  # its private key (unencrypted), when not in cert_file
+    verify: bool = True  # false: the upstream's certificate is not checked at all
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TLSConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+    def relative_to(self, base: Path) -> TLSConfig:
+        """The same settings with relative paths taken from `base`."""
+        update = {
+            name: base / path
+            for name in ("ca_file", "cert_file", "key_file")
+            if (path := getattr(self, name)) is not None and not path.is_absolute()
+        }
+        return self.model_copy(update=update) if update else self
+
+
 class DeploymentConfig(_Strict):
     """One upstream serving a model. Unset fields take the model's values."""
 
@@ -90,9 +133,13 @@ class DeploymentConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)  # added to (and over) the model's
     timeout: float | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, ge=1)
+    proxy: str | None = None  # see ModelConfig
+    trust_env: bool | None = None
+    tls: TLSConfig | None = None  # replaces the model's as a whole
 
     _http_url = field_validator("api_base")(_check_http_url)
     _header_safe = field_validator("headers")(_check_headers)
+    _proxy_url = field_validator("proxy")(_check_proxy_url)
 
 
 class CooldownConfig(_Strict):
@@ -144,6 +191,11 @@ class ModelConfig(_Strict):
     log_content: bool | None = None  # prompt and completion in the access log; None: top level's
     rpm: int | None = Field(default=None, ge=1)  # for all keys together, per minute
     tpm: int | None = Field(default=None, ge=1)
+    # How the upstream is reached (app.upstream_network): an explicit forward proxy, else the
+    # environment's HTTPS_PROXY / HTTP_PROXY / NO_PROXY unless trust_env is false; TLS settings.
+    proxy: str | None = None  # http://[user:password@]host:port
+    trust_env: bool = True
+    tls: TLSConfig | None = None
 
     @field_validator("api_base")
     @classmethod
@@ -151,6 +203,7 @@ class ModelConfig(_Strict):
         return None if value is None else _check_http_url(value)
 
     _header_safe = field_validator("headers")(_check_headers)
+    _proxy_url = field_validator("proxy")(_check_proxy_url)
 
     @model_validator(mode="after")
     def _one_upstream_form(self) -> ModelConfig:
@@ -409,14 +462,25 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> ProxyCo
 
 
 def _resolve_paths(config: ProxyConfig, base: Path) -> ProxyConfig:
-    """Tokenizer paths are relative to the config file's folder."""
-    models = [
-        model.model_copy(update={"tokenizer": base / model.tokenizer})
-        if model.tokenizer is not None and not model.tokenizer.is_absolute()
-        else model
-        for model in config.models
-    ]
+    """Tokenizer and TLS file paths are relative to the config file's folder."""
+    models = [_model_paths(model, base) for model in config.models]
     return config.model_copy(update={"models": models})
+
+
+def _model_paths(model: ModelConfig, base: Path) -> ModelConfig:
+    update: dict[str, Any] = {}
+    if model.tokenizer is not None and not model.tokenizer.is_absolute():
+        update["tokenizer"] = base / model.tokenizer
+    if model.tls is not None:
+        update["tls"] = model.tls.relative_to(base)
+    if any(deployment.tls is not None for deployment in model.deployments):
+        update["deployments"] = [
+            deployment.model_copy(update={"tls": deployment.tls.relative_to(base)})
+            if deployment.tls is not None
+            else deployment
+            for deployment in model.deployments
+        ]
+    return model.model_copy(update=update) if update else model
 
 
 def _expand(

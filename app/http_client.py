@@ -7,11 +7,24 @@ parses the answer with httptools (the parser uvicorn uses) and keeps connections
 origin: about 16 µs per request.
 
 Scope, on purpose: HTTP/1.1 over TCP or TLS; Content-Length, chunked and close-delimited bodies;
-gzip and deflate. No redirects, cookies, proxies or `Expect: 100-continue`: upstreams are URLs
-an operator configured. Errors:
+gzip and deflate. No redirects, cookies or `Expect: 100-continue`: upstreams are URLs an
+operator configured.
+
+Forward proxies (HTTP proxies, as httpx, aiohttp and curl use them): a `Target` prepared with a
+`Proxy` goes through it. For https the pool opens a tunnel (`CONNECT host:port`, then TLS to
+the upstream inside it, the upstream's certificate checked as without a proxy); for http it
+sends the request to the proxy in absolute form (`POST http://host:port/path`). The proxy's
+credentials travel as `Proxy-Authorization: Basic`; `Proxy.display`, the URL without them, is
+all that error messages show. Which proxy, if any, is decided per deployment at start-up
+(`app.upstream_network`: the config's `proxy`, or HTTPS_PROXY / HTTP_PROXY / NO_PROXY).
+TLS: a Target may carry its own `ssl.SSLContext` (private CA, client certificate for mutual
+TLS, no verification); else the pool's, by default the system's CAs. The proxy and the TLS
+context are part of the `Origin`, the key of the pool's connections: deployments that differ
+in either never share a connection. Errors:
 
     HTTPClientError
-    ├── ConnectFailed       no connection could be made (refused, unreachable, TLS failure)
+    ├── ConnectFailed       no connection could be made (refused, unreachable, TLS failure,
+    │                       the proxy refused the tunnel)
     ├── ConnectionBroken    the connection failed or the answer was not valid HTTP
     └── ResponseTooLarge    the body passed `max_response_bytes`
 
@@ -41,6 +54,7 @@ import httptools
 from app.coarse_timers import coarse_timers
 
 _IDLE_POLL_LIMIT = 64  # stale idle connections dropped per acquire, at most
+_TUNNEL_HEAD_LIMIT = 16 * 1024  # bytes of a proxy's answer to CONNECT, at most
 
 
 class HTTPClientError(Exception):
@@ -62,10 +76,32 @@ class ResponseTooLarge(HTTPClientError):
 
 
 @dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP forward proxy. `display` is its URL without credentials: the only form of it
+    that may be shown; `authorization` is the whole Proxy-Authorization value, or None."""
+
+    host: str
+    port: int
+    display: str
+    authorization: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Origin:
+    """Where connections go and how: the key of the pool's connections. `tls` is the Target's
+    own context (compared by identity: one per distinct TLS config), None for the pool's."""
+
     scheme: str
     host: str
     port: int
+    proxy: Proxy | None = None
+    tls: ssl.SSLContext | None = None
+
+    @property
+    def authority(self) -> str:
+        """host:port as CONNECT and absolute-form requests name it."""
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +112,16 @@ class Target:
     head: bytes  # request line, Host and the fixed headers, each line ending in CRLF
 
 
-def prepare_post(url: str, headers: dict[str, str]) -> Target:
-    """Build a Target once per upstream; header names and values are checked by the config."""
+def prepare_post(
+    url: str,
+    headers: dict[str, str],
+    *,
+    proxy: Proxy | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Target:
+    """Build a Target once per upstream; header names and values are checked by the config.
+    `proxy`: the forward proxy to go through; `tls`: the context for an https URL (None: the
+    pool's)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
@@ -87,10 +131,19 @@ def prepare_post(url: str, headers: dict[str, str]) -> Target:
         path += "?" + parts.query
     host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     default_port = port == (443 if parts.scheme == "https" else 80)
-    lines = [f"POST {path} HTTP/1.1", f"host: {host if default_port else f'{host}:{port}'}"]
+    authority = host if default_port else f"{host}:{port}"
+    lines = [f"POST {path} HTTP/1.1", f"host: {authority}"]
+    if proxy is not None and parts.scheme == "http":
+        # Through a proxy, plain http names the whole URL; the proxy reads its own header.
+        lines[0] = f"POST http://{authority}{path} HTTP/1.1"
+        if proxy.authorization is not None:
+            lines.append(f"proxy-authorization: {proxy.authorization}")
     lines += [f"{name}: {value}" for name, value in headers.items()]
     head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-    return Target(Origin(parts.scheme, parts.hostname, port), head)
+    origin = Origin(
+        parts.scheme, parts.hostname, port, proxy, tls if parts.scheme == "https" else None
+    )
+    return Target(origin, head)
 
 
 @dataclass(slots=True)
@@ -133,6 +186,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.keep_alive = False
         self.idle_since = 0.0
+        self.served = False  # whether an answer has come on this connection
         self._exchange: _Exchange | None = None
         self._parser: httptools.HttpResponseParser | None = None
 
@@ -172,6 +226,11 @@ class _Connection(asyncio.Protocol):
             self._finish(exchange)  # a close-delimited body ends here
             return
         reason = f": {exc}" if exc else ""
+        if not exchange.answered and not self.served and self.origin.scheme == "https":
+            # With TLS 1.3 a server that wants a client certificate says so only now, and
+            # asyncio reports its alert as a plain close.
+            reason += " (a new TLS connection closed unanswered: if the upstream requires a "
+            reason += "client certificate, set tls.cert_file)"
         self._fail(
             ConnectionBroken(
                 f"the upstream closed the connection before a full answer{reason}",
@@ -255,6 +314,12 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abort(self) -> None:
+        """Close without flushing or TLS close_notify."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
     def _write(self, request: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(request)  # else the exchange was given up meanwhile
@@ -270,6 +335,7 @@ class _Connection(asyncio.Protocol):
             self._fail(ConnectionBroken(f"cannot decode the answer: {exc}", answered=True))
             return
         if not exchange.waiter.done():
+            self.served = True
             exchange.waiter.set_result(Response(exchange.status, list(exchange.headers), body))
 
     def _fail(self, error: HTTPClientError) -> None:
@@ -321,6 +387,68 @@ class _Slots:
                 waiter.set_result(None)  # the slot passes straight to the next in line
                 return
         self.taken -= 1
+
+
+class _Tunnel(asyncio.Protocol):
+    """A connection to a proxy until its answer to CONNECT; then TLS starts on it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._answer: asyncio.Future[bytes] = loop.create_future()
+        self._buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._answer.done():
+            return
+        if b"\r\n\r\n" in self._buffer:
+            self._answer.set_result(self._buffer)
+        elif len(self._buffer) > _TUNNEL_HEAD_LIMIT:
+            self._answer.set_exception(ConnectFailed("the proxy's answer to CONNECT is too long"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._answer.done():
+            reason = f": {exc}" if exc else ""
+            self._answer.set_exception(
+                ConnectFailed(f"the proxy closed the connection before answering CONNECT{reason}")
+            )
+
+    async def open(self, origin: Origin, proxy: Proxy) -> None:
+        """Ask the proxy for a tunnel to the origin; ConnectFailed unless it answers 2xx."""
+        assert self.transport is not None
+        lines = [f"CONNECT {origin.authority} HTTP/1.1", f"host: {origin.authority}"]
+        if proxy.authorization is not None:
+            lines.append(f"proxy-authorization: {proxy.authorization}")
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        answer = await self._answer
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].startswith("2"):
+            raise ConnectFailed(
+                f"the proxy {proxy.display} refused the tunnel to {origin.authority}: "
+                f"{status_line[:200]!r}"
+            )
+        if rest:  # the upstream speaks only after the client's TLS hello
+            raise ConnectFailed(f"the proxy {proxy.display} sent bytes after its CONNECT answer")
+
+
+def _proxy_unreachable(proxy: Proxy, exc: OSError) -> ConnectFailed:
+    return ConnectFailed(f"cannot connect to the proxy {proxy.display}: {_connect_error(exc)}")
+
+
+def _connect_error(exc: OSError) -> str:
+    """What went wrong while connecting, in words: TLS failures say so."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"TLS: the upstream's certificate was not accepted ({exc.reason}): {exc.verify_message}"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _decode(headers: list[tuple[bytes, bytes]], body: bytes, limit: int) -> bytes:
@@ -437,24 +565,59 @@ class HTTPPool:
     async def _connect(
         self, origin: Origin, loop: asyncio.AbstractEventLoop, deadline: float | None
     ) -> _Connection:
-        tls = self._tls_context() if origin.scheme == "https" else None
         give_up = loop.time() + self.connect_timeout
         whole_request_ends = deadline is not None and deadline < give_up
         try:
             async with asyncio.timeout_at(deadline if whole_request_ends else give_up):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(origin, loop),
-                    origin.host,
-                    origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls else None,
-                )
+                return await self._open(origin, loop)
         except TimeoutError as exc:
             if whole_request_ends:
                 raise  # the request's own time ran out, not the connect timeout
-            raise ConnectFailed(f"no connection within {self.connect_timeout:g} s") from exc
+            via = f" (through the proxy {origin.proxy.display})" if origin.proxy else ""
+            raise ConnectFailed(f"no connection within {self.connect_timeout:g} s{via}") from exc
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(exc.strerror or str(exc) or type(exc).__name__) from exc
+            raise ConnectFailed(_connect_error(exc)) from exc
+
+    async def _open(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> _Connection:
+        """A new connection to the origin: direct, or through its proxy (a CONNECT tunnel for
+        https, the proxy itself for http)."""
+        tls = (origin.tls or self._tls_context()) if origin.scheme == "https" else None
+        proxy = origin.proxy
+        if proxy is None:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(origin, loop),
+                origin.host,
+                origin.port,
+                ssl=tls,
+                server_hostname=origin.host if tls else None,
+            )
+            return connection
+        if tls is None:
+            try:
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(origin, loop), proxy.host, proxy.port
+                )
+            except OSError as exc:
+                raise _proxy_unreachable(proxy, exc) from exc
+            return connection
+        try:
+            transport, tunnel = await loop.create_connection(
+                lambda: _Tunnel(loop), proxy.host, proxy.port
+            )
+        except OSError as exc:
+            raise _proxy_unreachable(proxy, exc) from exc
+        try:
+            await tunnel.open(origin, proxy)
+            connection = _Connection(origin, loop)
+            tls_transport = await loop.start_tls(
+                transport, connection, tls, server_hostname=origin.host
+            )
+        except BaseException:
+            transport.close()
+            raise
+        if tls_transport is None:  # typed Optional; only None when the loop is closing
+            raise ConnectFailed("the TLS connection through the proxy was closed")
+        connection.connection_made(tls_transport)
         return connection
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -463,9 +626,11 @@ class HTTPPool:
         return self._tls
 
     async def aclose(self) -> None:
-        """Close every idle connection (busy ones close when their exchange ends)."""
+        """Close every idle connection (busy ones close when their exchange ends). Idle ones
+        are dropped at once: a TLS close handshake (through a proxy, several hops) would
+        outlive the event loop, and nothing is in flight on them."""
         self._closed = True
         for connections in self._idle.values():
             for connection in connections:
-                connection.close()
+                connection.abort()
         self._idle.clear()

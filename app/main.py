@@ -87,7 +87,12 @@ def resolve_config(settings: Settings) -> ProxyConfig:
 def prepare(settings: Settings, config: ProxyConfig | None = None) -> tuple[ProxyConfig, Router]:
     """Load and check everything start-up needs; raises ConfigError on a bad config."""
     config = resolve_config(settings) if config is None else config
-    router = build_router(config, source=config_source(settings.config), api_base=settings.api_base)
+    router = build_router(
+        config,
+        source=config_source(settings.config),
+        api_base=settings.api_base,
+        proxy_environment=settings.proxy_environment,
+    )
     return config, router
 
 
@@ -126,6 +131,7 @@ def create_app(
             len(config.api_keys) or "none (open)",
         )
         _log_access(config, limits, settings.workers)
+        _log_proxies(router)
         limiter = limits.start() if limits is not None else None
         upstream = upstream_factory(config)
         if tune_gc:
@@ -200,6 +206,21 @@ def _log_access(config: ProxyConfig, limits: LimitsPlan | None, workers: int) ->
             workers,
             workers,
         )
+
+
+def _log_proxies(router: Router) -> None:
+    """Say which upstreams are reached through a forward proxy; its URL without credentials."""
+    routes = [*router.routes, *([router.passthrough] if router.passthrough else [])]
+    for route in routes:
+        for deployment in route.deployments.members:
+            endpoint = deployment.endpoint
+            if endpoint.proxy is not None:
+                log.info(
+                    "%s reaches %s through the proxy %s",
+                    deployment.label,
+                    endpoint.url,
+                    endpoint.proxy.display,
+                )
 
 
 def _tune_gc() -> None:

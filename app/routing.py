@@ -11,15 +11,17 @@ upstream model `<X>`. Otherwise the model is not found. Clients never choose the
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.config import ConfigError, ModelConfig, ProxyConfig
+from app.config import ConfigError, DeploymentConfig, ModelConfig, ProxyConfig
 from app.deployments import Deployment, DeploymentGroup
 from app.errors import ModelNotFound
 from app.prompts import PromptTemplate, TemplateError, compile_template
 from app.tokens import TokenCounter, load_counter
 from app.upstream import UpstreamEndpoint
+from app.upstream_network import NetworkPlanner
 
 PASSTHROUGH_PREFIX = "custom/"
 
@@ -69,8 +71,12 @@ class Router:
         )
 
 
-def build_route(model: ModelConfig, *, source: str, index: int) -> ModelRoute:
-    """Compile a model's template and load its tokenizer; ConfigError names what is wrong."""
+def build_route(
+    model: ModelConfig, *, source: str, index: int, network: NetworkPlanner | None = None
+) -> ModelRoute:
+    """Compile a model's template, load its tokenizer and decide how each deployment reaches
+    its upstream (`network`; default: no proxy from the environment); ConfigError names what
+    is wrong."""
     where = f"{source}: models[{index}] ({model.name})"
     try:
         template = compile_template(
@@ -85,7 +91,7 @@ def build_route(model: ModelConfig, *, source: str, index: int) -> ModelRoute:
     return ModelRoute(
         name=model.name,
         upstream_model=model.upstream_name,
-        deployments=build_deployments(model),
+        deployments=build_deployments(model, where, network or NetworkPlanner({})),
         template=template,
         counter=counter,
         config=model,
@@ -93,25 +99,10 @@ def build_route(model: ModelConfig, *, source: str, index: int) -> ModelRoute:
     )
 
 
-def build_deployments(model: ModelConfig) -> DeploymentGroup:
+def build_deployments(model: ModelConfig, where: str, network: NetworkPlanner) -> DeploymentGroup:
     """A model's deployments; each one's unset fields take the model's values."""
     members = [
-        Deployment(
-            label=f"{model.name}[{index}]",
-            endpoint=UpstreamEndpoint(
-                url=deployment.api_base,
-                headers={
-                    "content-type": "application/json",
-                    **model.headers,
-                    **deployment.headers,
-                },
-                timeout=deployment.timeout or model.timeout,
-            ),
-            upstream_model=deployment.upstream_model,
-            weight=deployment.weight,
-            max_concurrency=deployment.max_concurrency or model.max_concurrency,
-            cooldown=model.cooldown,
-        )
+        build_deployment(model, index, deployment, where, network)
         for index, deployment in enumerate(model.all_deployments)
     ]
     return DeploymentGroup(
@@ -119,10 +110,49 @@ def build_deployments(model: ModelConfig) -> DeploymentGroup:
     )
 
 
-def build_router(config: ProxyConfig, *, source: str, api_base: str | None) -> Router:
-    """All routes of a config, plus the passthrough route when a default upstream is set."""
+def build_deployment(
+    model: ModelConfig,
+    index: int,
+    deployment: DeploymentConfig,
+    where: str,
+    network: NetworkPlanner,
+) -> Deployment:
+    """One deployment, with how it reaches its upstream (proxy, TLS) decided now."""
+    own = f"{where}.deployments[{index}]"
+    route = network.plan(
+        deployment.api_base,
+        proxy=(deployment.proxy, own) if deployment.proxy else (model.proxy, where),
+        trust_env=model.trust_env if deployment.trust_env is None else deployment.trust_env,
+        tls=(deployment.tls, own) if deployment.tls else (model.tls, where),
+    )
+    return Deployment(
+        label=f"{model.name}[{index}]",
+        endpoint=UpstreamEndpoint(
+            url=deployment.api_base,
+            headers={"content-type": "application/json", **model.headers, **deployment.headers},
+            timeout=deployment.timeout or model.timeout,
+            proxy=route.proxy,
+            tls=route.tls,
+        ),
+        upstream_model=deployment.upstream_model,
+        weight=deployment.weight,
+        max_concurrency=deployment.max_concurrency or model.max_concurrency,
+        cooldown=model.cooldown,
+    )
+
+
+def build_router(
+    config: ProxyConfig,
+    *,
+    source: str,
+    api_base: str | None,
+    proxy_environment: Mapping[str, str] | None = None,
+) -> Router:
+    """All routes of a config, plus the passthrough route when a default upstream is set.
+    `proxy_environment`: Settings.proxy_environment (HTTP(S)_PROXY, NO_PROXY), read once."""
+    network = NetworkPlanner(proxy_environment or {})
     routes = {
-        model.name: build_route(model, source=source, index=index)
+        model.name: build_route(model, source=source, index=index, network=network)
         for index, model in enumerate(config.models)
     }
     passthrough = None
@@ -131,7 +161,7 @@ def build_router(config: ProxyConfig, *, source: str, api_base: str | None) -> R
             default = ModelConfig(name="passthrough", api_base=api_base)
         except ValueError as exc:
             raise ConfigError(f"PROXY_API_BASE: {exc}") from exc
-        passthrough = build_route(default, source="PROXY_API_BASE", index=0)
+        passthrough = build_route(default, source="PROXY_API_BASE", index=0, network=network)
     return Router(routes, passthrough)
 
 

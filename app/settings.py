@@ -7,9 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.request import getproxies_environment
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def read_proxy_environment() -> dict[str, str]:
+    """HTTP_PROXY, HTTPS_PROXY and NO_PROXY (lower-case names win, as in curl) by scheme:
+    {"http": ..., "https": ..., "no": ...}; urllib's reading, which the NO_PROXY matching in
+    app.upstream_network expects."""
+    wanted = ("http", "https", "no")
+    return {scheme: url for scheme, url in getproxies_environment().items() if scheme in wanted}
 
 
 class Settings(BaseSettings):
@@ -50,6 +59,11 @@ class Settings(BaseSettings):
     )
     loop: Literal["uvloop", "asyncio"] = Field(
         default="uvloop", description="event loop: uvloop or asyncio (see README, Performance)"
+    )
+    proxy_environment: dict[str, str] = Field(
+        default_factory=read_proxy_environment,
+        description="HTTP_PROXY, HTTPS_PROXY and NO_PROXY (either case) by scheme, as the "
+        "process found them: the forward proxy for upstreams (app.upstream_network)",
     )
 
     @field_validator("api_keys", mode="before")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import math
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from app.http_client import (
     ConnectFailed,
     ConnectionBroken,
     HTTPPool,
+    Proxy,
     ResponseTooLarge,
     Target,
     prepare_post,
@@ -45,11 +47,14 @@ from app.http_client import (
 
 @dataclass(frozen=True, eq=False, slots=True)
 class UpstreamEndpoint:
-    """Where and how to POST for one deployment; compared and hashed by identity."""
+    """Where and how to POST for one deployment; compared and hashed by identity. `proxy` and
+    `tls` say how the upstream is reached (app.upstream_network); HttpxUpstream ignores them."""
 
     url: str
     headers: Mapping[str, str]
     timeout: float
+    proxy: Proxy | None = None
+    tls: ssl.SSLContext | None = None  # None: the system's CAs
 
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
@@ -118,7 +123,9 @@ class PooledUpstream:
     def _target(self, endpoint: UpstreamEndpoint) -> Target:
         target = self._targets.get(endpoint)
         if target is None:
-            target = self._targets[endpoint] = prepare_post(endpoint.url, dict(endpoint.headers))
+            target = self._targets[endpoint] = prepare_post(
+                endpoint.url, dict(endpoint.headers), proxy=endpoint.proxy, tls=endpoint.tls
+            )
         return target
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:

@@ -150,6 +150,8 @@ def test_bad_config_names_file_model_and_field(tmp_path: Path, case: dict[str, A
     assert message.startswith(f"{path}: ")
     for fragment in case["contains"]:
         assert fragment in message
+    for secret in case.get("absent", []):
+        assert secret not in message
 
 
 def test_missing_file(tmp_path: Path) -> None:

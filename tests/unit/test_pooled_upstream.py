@@ -190,9 +190,9 @@ async def test_a_target_is_prepared_once_per_endpoint_object(
 ) -> None:
     prepared: list[str] = []
 
-    def counting_prepare_post(url: str, headers: dict[str, str]) -> Target:
+    def counting_prepare_post(url: str, headers: dict[str, str], **network: Any) -> Target:
         prepared.append(url)
-        return prepare_post(url, headers)
+        return prepare_post(url, headers, **network)
 
     monkeypatch.setattr("app.upstream.prepare_post", counting_prepare_post)
     server = await serve(reply(answer()))
