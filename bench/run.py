@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py --compare-cmd 'CMD' --compare-url http://127.0.0.1:PORT
     .venv/bin/python bench/run.py --yardstick  # next to bench/prototype.py (the issue's yardstick)
     .venv/bin/python bench/run.py --floor forwarder   # next to a bare floor (bench/floors.py)
+    .venv/bin/python bench/run.py --with-floor --compare-cmd 'CMD' --compare-url URL  # both
 
 What one run does (see bench/README.md):
 1. starts nginx (a fixed custom-format answer from memory, the zero-cost upstream) and
@@ -12,8 +13,10 @@ What one run does (see bench/README.md):
 2. measures wrk straight to them: the baseline every proxy row is compared with;
 3. starts `custom-llm-proxy serve --config bench/proxy_config.yaml` (API keys on) alone on the
    proxy CPU, records its start time and RSS, and measures the proxy rows;
-4. with --compare-cmd, stops it and does the same for the other proxy on the same CPU;
-5. prints the table and writes table.txt, results.json, the logs and raw wrk output to --out.
+4. with --with-floor, stops it and does the same for the forwarder floor (bench/floors.py) on the
+   same CPU; with --compare-cmd, then for the other proxy;
+5. prints the report, ratios to the baselines of the run first, then the measured figures, and
+   writes it (table.txt, table.md, results.json), the logs and raw wrk output to --out.
 Every process it starts has its own process group and is stopped on exit, also on Ctrl-C.
 """
 
@@ -75,6 +78,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="compare with a bare app on the proxy's server (asgi) or server and upstream client "
         "(forwarder), from bench/floors.py (instead of --compare-cmd)",
     )
+    add(
+        "--with-floor",
+        action="store_true",
+        help="also measure the forwarder floor (bench/floors.py forwarder) in the run, after our "
+        "proxy and before any compared one, for the 'rps ÷ floor' and 'CPU ÷ floor' ratios",
+    )
     add("--nginx-port", type=int, default=0, help="[0: a free port]")
     add("--slow-port", type=int, default=0, help="[0: a free port]")
     add("--proxy-port", type=int, default=0, help="[0: a free port]")
@@ -104,25 +113,48 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             port = procs.free_port(avoid=taken)
             setattr(args, option, port)
             taken.add(port)
+    _compared_proxies(parser, args, taken)
+    args.out = (args.out or Path("/tmp/custom-llm-proxy-bench") / stamp).resolve()
+    return args
+
+
+def _compared_proxies(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, taken: set[int]
+) -> None:
+    """The commands and URLs of --yardstick, --floor and --with-floor, on free ports."""
     builtin = [name for name in ("yardstick", "floor") if getattr(args, name)]
     if len(builtin) > 1 or (builtin and args.compare_cmd):
         parser.error("--yardstick, --floor and --compare-cmd each name the compared proxy: one")
+    if args.with_floor and args.floor == "forwarder":
+        parser.error("--floor forwarder already measures the forwarder floor; drop --with-floor")
     if builtin:
         port = procs.free_port(avoid=taken)
+        taken.add(port)
         args.compare_url = f"http://127.0.0.1:{port}"
         if args.yardstick:
             args.compare_label = "prototype"
             program = str(BENCH_DIR / "prototype.py")
         else:
             args.compare_label = f"{args.floor} floor"
-            program = f"{BENCH_DIR / 'floors.py'} {args.floor} --slow-ms {args.slow_ms:g}"
-        # bash -c expands the upstream URLs Bench puts in the environment.
-        args.compare_cmd = (
-            f"{sys.executable} {program} --port {port}"
-            " --nginx-url $BENCH_NGINX_URL --slow-url $BENCH_SLOW_URL"
-        )
-    args.out = (args.out or Path("/tmp/custom-llm-proxy-bench") / stamp).resolve()
-    return args
+            program = _floor_program(args.floor, args.slow_ms)
+        args.compare_cmd = _builtin_command(program, port)
+    args.floor_url = args.floor_cmd = None
+    if args.with_floor:
+        port = procs.free_port(avoid=taken)
+        args.floor_url = f"http://127.0.0.1:{port}"
+        args.floor_cmd = _builtin_command(_floor_program("forwarder", args.slow_ms), port)
+
+
+def _floor_program(floor: str, slow_ms: float) -> str:
+    return f"{BENCH_DIR / 'floors.py'} {floor} --slow-ms {slow_ms:g}"
+
+
+def _builtin_command(program: str, port: int) -> str:
+    # bash -c expands the upstream URLs Bench puts in the environment.
+    return (
+        f"{sys.executable} {program} --port {port}"
+        " --nginx-url $BENCH_NGINX_URL --slow-url $BENCH_SLOW_URL"
+    )
 
 
 def choose_layout(workers: int) -> tuple[Layout, str]:
@@ -148,6 +180,8 @@ class Bench:
         self.layout, self.layout_note = choose_layout(args.workers)
         self.rows: list[Row] = []
         self.proxies: list[report.ProxyRun] = []
+        self.started, self.load_at_start = _now(), _load_average()
+        self.load_at_end = self.load_at_start  # read again once every server is stopped
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
         # Where the proxies find the upstreams (bench/proxy_config.yaml, bench/litellm_config.yaml).
         self.env.update(
@@ -310,9 +344,14 @@ class Bench:
             "custom-llm-proxy", " ".join(proxy_argv), f"http://127.0.0.1:{args.proxy_port}", cpus
         )
         self.measure_proxy("proxy", ours, proxy_argv)
+        if args.with_floor:
+            floor = report.ProxyRun("floor", args.floor_cmd, args.floor_url, cpus, target="floor")
+            self.measure_proxy("floor", floor, ["bash", "-c", f"exec {args.floor_cmd}"])
         compare_failed = False
         if args.compare_cmd:
-            other = report.ProxyRun(args.compare_label, args.compare_cmd, args.compare_url, cpus)
+            other = report.ProxyRun(
+                args.compare_label, args.compare_cmd, args.compare_url, cpus, target="compare"
+            )
             try:
                 self.measure_proxy("compare", other, ["bash", "-c", f"exec {args.compare_cmd}"])
             except SetupError as exc:  # still report our figures; exit 2 at the end
@@ -320,11 +359,13 @@ class Bench:
                 other.failure = f"{exc} (log: {self.args.out / 'logs' / 'compare.log'})"
                 compare_failed = True
         self.servers.stop_all()
-        report.add_ratios(self.rows, args.slow_ms)
-        table = report.render_table(self.header(), self.rows, self.proxies)
+        self.load_at_end = _load_average()
+        found_ratios = report.ratios(self.rows, args.slow_ms)
+        path, table = report.write_results(
+            args.out, self.meta(), self.rows, self.proxies, found_ratios, self.header()
+        )
         print("\n" + table, end="")
-        path = report.write_results(args.out, self.meta(), self.rows, self.proxies, table)
-        print(f"written: {path} and table.txt")
+        print(f"written: {path}, table.txt and table.md")
         found = report.problems(self.rows)
         for problem in found:
             print(f"PROBLEM: {problem}", file=sys.stderr)
@@ -341,17 +382,22 @@ class Bench:
 
     def header(self) -> list[str]:
         a = self.args
+        noisy = sum(row.noise_pct >= NOISY_PCT for row in self.rows)
         return [
-            f"# custom-llm-proxy benchmark  {_now()}  {_machine()}",
+            f"# custom-llm-proxy benchmark  {self.started} to {_now()}  {_machine()}",
             f"# {self.describe_layout()}",
             f"# {a.duration:g} s per row{' (smoke)' if a.smoke else ''}; slow upstream "
             f"{a.slow_ms:g} ms; API key on; wrk -t1 closed loop; {_versions()}",
+            f"# load average (1/5/15 min) {self.load_at_start} at the start, {self.load_at_end} "
+            f"at the end; {noisy} of {len(self.rows)} rows NOISY",
         ]
 
     def meta(self) -> dict[str, Any]:
         a = self.args
         return {
             "created": _now(),
+            "started": self.started,
+            "load_average": {"start": self.load_at_start, "end": self.load_at_end},
             "machine": _machine(),
             "versions": _versions(),
             "layout": {
@@ -368,6 +414,7 @@ class Bench:
                 "slow_ms": a.slow_ms,
                 "stream_conc": a.stream_conc,
                 "workers": a.workers,
+                "with_floor": a.with_floor,
             },
         }
 
@@ -411,6 +458,11 @@ def _proxy_command() -> list[str]:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _machine() -> str:
