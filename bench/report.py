@@ -227,6 +227,8 @@ def _notes(row: Row) -> str:
         notes.append(f"proxy {row.proxy_cpu_pct:.0f} % CPU")
     if not row.checked:
         notes.append("bodies unchecked")
+    if row.extra.get("idle_proxies_cpu_pct", 0.0) >= 1.0:
+        notes.append(f"the idle proxies {row.extra['idle_proxies_cpu_pct']:.0f} % CPU")
     if row.noise_pct >= NOISY_PCT:
         notes.append(f"NOISY: {row.noise_pct:.0f} % CPU used by others, rerun")
     return ", ".join(notes)

@@ -180,6 +180,7 @@ class Bench:
         self.layout, self.layout_note = choose_layout(args.workers)
         self.rows: list[Row] = []
         self.proxies: list[report.ProxyRun] = []
+        self.proxy_servers: list[Server] = []  # the proxies up now: idle but for the one measured
         self.started, self.load_at_start = _now(), _load_average()
         self.load_at_end = self.load_at_start  # read again once every server is stopped
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
@@ -254,6 +255,7 @@ class Bench:
             raise SetupError(f"port {port} is in use; stop that process or pick another port")
         self.proxies.append(proxy)
         server = self.servers.start(proxy.target, argv, self.layout.proxy_cpus, self.env)
+        self.proxy_servers.append(server)
         chat = proxy.url + "/v1/chat/completions"
         auth = {"Authorization": f"Bearer {API_KEY}"}
         procs.wait_until(
@@ -283,6 +285,7 @@ class Bench:
         pids = procs.tree_pids(server.pid)
         proxy.rss_after_bytes = procs.memory_bytes(pids)
         proxy.rss_peak_bytes = procs.memory_bytes(pids, "VmHWM")
+        self.proxy_servers.remove(server)
         self.servers.stop(server)
 
     def compare_failed(self, proxy: report.ProxyRun, exc: SetupError) -> None:
@@ -323,6 +326,7 @@ class Bench:
                         raise
                     self.compare_failed(proxy, exc)
                     started.remove((proxy, server))
+                    self.proxy_servers.remove(server)
                     self.servers.stop(server)
 
     def upstream_port(self, upstream: str) -> int:
@@ -359,6 +363,9 @@ class Bench:
         stream = "-stream" if scenario.stream else ""
         name = f"{scenario.target}-{scenario.upstream}-c{scenario.conc}{stream}{tag}.txt"
         raw = self.args.out / "wrk" / name
+        # The proxies not measured in this row should be idle: what they use is written down.
+        idle = [other.pid for other in self.proxy_servers if other is not server]
+        idle_before, started = procs.group_cpu_seconds(idle), time.monotonic()
         row = run_row(
             scenario,
             duration_s=duration,
@@ -367,6 +374,9 @@ class Bench:
             measured_root=server.pid if server else None,
             raw_path=raw,
         )
+        if idle:
+            spent = procs.group_cpu_seconds(idle) - idle_before
+            row.extra["idle_proxies_cpu_pct"] = round(100 * spent / (time.monotonic() - started), 1)
         if server is not None and not server.alive():
             raise SetupError(f"{server.name} died during {scenario.name}:\n{server.log_tail()}")
         return row

@@ -274,3 +274,17 @@ def test_results_json_and_table_md_lead_with_the_ratios(report: ModuleType, tmp_
     assert markdown[ratios_at + 3].startswith("|---|---:|---:|")
     assert markdown[ratios_at + 4].startswith("| custom-llm-proxy → nginx | 1 | 0.0667× |")
     assert markdown[figures_at + 2].startswith("| scenario | conc | rps | p50 ms |")
+
+
+def test_the_figures_note_what_the_idle_proxies_used_during_a_row(report: ModuleType) -> None:
+    busy = make_row(report, "proxy", "nginx", 16, 3_000.0, cpu=0.3, noise=25.0)
+    busy.extra["idle_proxies_cpu_pct"] = 3.2
+    quiet = make_row(report, "floor", "nginx", 16, 6_000.0, cpu=0.12)
+    quiet.extra["idle_proxies_cpu_pct"] = 0.4
+    table = report.figure_table([busy, quiet], {"proxy": "ours", "floor": "floor"})
+    assert table.columns[:3] == ["scenario", "conc", "rps"]
+    assert table.rows[0][:7] == ["ours → nginx", "16", "3,000", "1.00", "2.00", "0", "0.300"]
+    assert "the idle proxies 3 % CPU" in table.rows[0][-1]
+    assert "NOISY: 25 % CPU used by others" in table.rows[0][-1]
+    assert "idle proxies" not in table.rows[1][-1]  # below 1 % of a core: not worth a word
+    assert "NOISY" not in table.rows[1][-1]
