@@ -81,8 +81,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add(
         "--with-floor",
         action="store_true",
-        help="also measure the forwarder floor (bench/floors.py forwarder) in the run, after our "
-        "proxy and before any compared one, for the 'rps ÷ floor' and 'CPU ÷ floor' ratios",
+        help="also measure the forwarder floor (bench/floors.py forwarder) in the run, each row "
+        "right after ours, for the 'rps ÷ floor' and 'CPU ÷ floor' ratios",
     )
     add("--nginx-port", type=int, default=0, help="[0: a free port]")
     add("--slow-port", type=int, default=0, help="[0: a free port]")
