@@ -67,7 +67,7 @@ def _divide(ours: float | None, theirs: float | None, *, zero_is_inf: bool = Fal
     if ours is None or theirs is None:
         return None
     if theirs > 0:
-        return round(ours / theirs, 4)
+        return float(f"{ours / theirs:.4g}")  # 4 significant digits, however small
     return math.inf if zero_is_inf and ours > 0 else None
 
 
@@ -93,22 +93,26 @@ def ratios(rows: list[Row], slow_ms: float) -> list[Ratios]:
         bare = floor.get(key) if row.target != "floor" else None
         other = compare.get(key) if row.target == "proxy" else None
         cpu = row.proxy_cpu_ms_per_request
+        bare_cpu = None if bare is None else bare.proxy_cpu_ms_per_request
+        other_cpu = None if other is None else other.proxy_cpu_ms_per_request
         found.append(
             Ratios(
                 target=row.target,
                 upstream=row.upstream,
                 conc=row.conc,
                 stream=row.stream,
-                rps_of_direct=_divide(row.rps, base and base.rps),
-                p50_added_ms=_subtract(row.p50_ms, base and base.p50_ms),
-                p99_added_ms=_subtract(row.p99_ms, base and base.p99_ms),
-                rps_of_floor=_divide(row.rps, bare and bare.rps),
-                cpu_of_floor=_divide(cpu, bare and bare.proxy_cpu_ms_per_request),
-                own_cpu_ms=_subtract(cpu, bare and bare.proxy_cpu_ms_per_request),
-                rps_of_compare=_divide(row.rps, other and other.rps, zero_is_inf=True),
-                cpu_of_compare=_divide(cpu, other and other.proxy_cpu_ms_per_request),
+                rps_of_direct=_divide(row.rps, None if base is None else base.rps),
+                p50_added_ms=_subtract(row.p50_ms, None if base is None else base.p50_ms),
+                p99_added_ms=_subtract(row.p99_ms, None if base is None else base.p99_ms),
+                rps_of_floor=_divide(row.rps, None if bare is None else bare.rps),
+                cpu_of_floor=_divide(cpu, bare_cpu),
+                own_cpu_ms=_subtract(cpu, bare_cpu),
+                rps_of_compare=_divide(
+                    row.rps, None if other is None else other.rps, zero_is_inf=True
+                ),
+                cpu_of_compare=_divide(cpu, other_cpu),
                 rps_of_ideal=(
-                    round(row.rps / (row.conc / (slow_ms / 1000)), 4)
+                    _divide(row.rps, row.conc / (slow_ms / 1000))
                     if row.upstream == "slow" and slow_ms > 0
                     else None
                 ),
