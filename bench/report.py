@@ -90,6 +90,8 @@ def ratios(rows: list[Row], slow_ms: float) -> list[Ratios]:
             continue
         key = (row.upstream, row.conc, row.stream)
         base = direct.get((row.upstream, row.conc))
+        # wrk's percentiles of a row that completed nothing are zeros, not latencies.
+        timed = base if row.requests and base is not None and base.requests else None
         bare = floor.get(key) if row.target != "floor" else None
         other = compare.get(key) if row.target == "proxy" else None
         cpu = row.proxy_cpu_ms_per_request
@@ -102,8 +104,8 @@ def ratios(rows: list[Row], slow_ms: float) -> list[Ratios]:
                 conc=row.conc,
                 stream=row.stream,
                 rps_of_direct=_divide(row.rps, None if base is None else base.rps),
-                p50_added_ms=_subtract(row.p50_ms, None if base is None else base.p50_ms),
-                p99_added_ms=_subtract(row.p99_ms, None if base is None else base.p99_ms),
+                p50_added_ms=_subtract(row.p50_ms, None if timed is None else timed.p50_ms),
+                p99_added_ms=_subtract(row.p99_ms, None if timed is None else timed.p99_ms),
                 rps_of_floor=_divide(row.rps, None if bare is None else bare.rps),
                 cpu_of_floor=_divide(cpu, bare_cpu),
                 own_cpu_ms=_subtract(cpu, bare_cpu),

@@ -152,6 +152,11 @@ def test_a_baseline_that_answered_nothing_is_no_ratio_but_a_compared_proxy_is_in
     found = by_key(report.ratios(rows, SLOW_MS))
     assert found["proxy", "nginx", 1, False].rps_of_direct is None
     assert math.isinf(found["proxy", "nginx", 16, False].rps_of_compare)
+    # A row that completed nothing has no latency to add (wrk reports zeros).
+    assert found["proxy", "nginx", 1, False].p50_added_ms is None
+    nothing = found["compare", "slow", 256, False]
+    assert nothing.rps_of_direct == 0.0
+    assert nothing.p50_added_ms is nothing.p99_added_ms is None
 
 
 def test_the_ratio_table_leads_with_ratios_to_the_baselines_measured(report: ModuleType) -> None:
