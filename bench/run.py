@@ -5,15 +5,18 @@
     .venv/bin/python bench/run.py --compare-cmd 'CMD' --compare-url http://127.0.0.1:PORT
     .venv/bin/python bench/run.py --yardstick  # next to bench/prototype.py (the issue's yardstick)
     .venv/bin/python bench/run.py --floor forwarder   # next to a bare floor (bench/floors.py)
+    .venv/bin/python bench/run.py --with-floor --compare-cmd 'CMD' --compare-url URL  # both
 
 What one run does (see bench/README.md):
 1. starts nginx (a fixed custom-format answer from memory, the zero-cost upstream) and
    bench/slow_upstream.py (the same answer after --slow-ms), both pinned with wrk to the load CPU;
-2. measures wrk straight to them: the baseline every proxy row is compared with;
-3. starts `custom-llm-proxy serve --config bench/proxy_config.yaml` (API keys on) alone on the
-   proxy CPU, records its start time and RSS, and measures the proxy rows;
-4. with --compare-cmd, stops it and does the same for the other proxy on the same CPU;
-5. prints the table and writes table.txt, results.json, the logs and raw wrk output to --out.
+2. starts `custom-llm-proxy serve --config bench/proxy_config.yaml` (API keys on) alone on the
+   proxy CPU and records its start time and RSS; then, one at a time on the same CPU, the
+   forwarder floor (--with-floor, bench/floors.py) and the compared proxy (--compare-cmd);
+3. measures each scenario straight to the upstream (the baseline), then through each proxy in
+   turn, so that the rows a ratio divides are measured seconds apart;
+4. prints the report, ratios to the baselines of the run first, then the measured figures, and
+   writes it (table.txt, table.md, results.json), the logs and raw wrk output to --out.
 Every process it starts has its own process group and is stopped on exit, also on Ctrl-C.
 """
 
@@ -75,6 +78,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="compare with a bare app on the proxy's server (asgi) or server and upstream client "
         "(forwarder), from bench/floors.py (instead of --compare-cmd)",
     )
+    add(
+        "--with-floor",
+        action="store_true",
+        help="also measure the forwarder floor (bench/floors.py forwarder) in the run, each row "
+        "right after ours, for the 'rps ÷ floor' and 'CPU ÷ floor' ratios",
+    )
     add("--nginx-port", type=int, default=0, help="[0: a free port]")
     add("--slow-port", type=int, default=0, help="[0: a free port]")
     add("--proxy-port", type=int, default=0, help="[0: a free port]")
@@ -104,25 +113,48 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             port = procs.free_port(avoid=taken)
             setattr(args, option, port)
             taken.add(port)
+    _compared_proxies(parser, args, taken)
+    args.out = (args.out or Path("/tmp/custom-llm-proxy-bench") / stamp).resolve()
+    return args
+
+
+def _compared_proxies(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, taken: set[int]
+) -> None:
+    """The commands and URLs of --yardstick, --floor and --with-floor, on free ports."""
     builtin = [name for name in ("yardstick", "floor") if getattr(args, name)]
     if len(builtin) > 1 or (builtin and args.compare_cmd):
         parser.error("--yardstick, --floor and --compare-cmd each name the compared proxy: one")
+    if args.with_floor and args.floor == "forwarder":
+        parser.error("--floor forwarder already measures the forwarder floor; drop --with-floor")
     if builtin:
         port = procs.free_port(avoid=taken)
+        taken.add(port)
         args.compare_url = f"http://127.0.0.1:{port}"
         if args.yardstick:
             args.compare_label = "prototype"
             program = str(BENCH_DIR / "prototype.py")
         else:
             args.compare_label = f"{args.floor} floor"
-            program = f"{BENCH_DIR / 'floors.py'} {args.floor} --slow-ms {args.slow_ms:g}"
-        # bash -c expands the upstream URLs Bench puts in the environment.
-        args.compare_cmd = (
-            f"{sys.executable} {program} --port {port}"
-            " --nginx-url $BENCH_NGINX_URL --slow-url $BENCH_SLOW_URL"
-        )
-    args.out = (args.out or Path("/tmp/custom-llm-proxy-bench") / stamp).resolve()
-    return args
+            program = _floor_program(args.floor, args.slow_ms)
+        args.compare_cmd = _builtin_command(program, port)
+    args.floor_url = args.floor_cmd = None
+    if args.with_floor:
+        port = procs.free_port(avoid=taken)
+        args.floor_url = f"http://127.0.0.1:{port}"
+        args.floor_cmd = _builtin_command(_floor_program("forwarder", args.slow_ms), port)
+
+
+def _floor_program(floor: str, slow_ms: float) -> str:
+    return f"{BENCH_DIR / 'floors.py'} {floor} --slow-ms {slow_ms:g}"
+
+
+def _builtin_command(program: str, port: int) -> str:
+    # bash -c expands the upstream URLs Bench puts in the environment.
+    return (
+        f"{sys.executable} {program} --port {port}"
+        " --nginx-url $BENCH_NGINX_URL --slow-url $BENCH_SLOW_URL"
+    )
 
 
 def choose_layout(workers: int) -> tuple[Layout, str]:
@@ -148,6 +180,9 @@ class Bench:
         self.layout, self.layout_note = choose_layout(args.workers)
         self.rows: list[Row] = []
         self.proxies: list[report.ProxyRun] = []
+        self.proxy_servers: list[Server] = []  # the proxies up now: idle but for the one measured
+        self.started, self.load_at_start = _now(), _load_average()
+        self.load_at_end = self.load_at_start  # read again once every server is stopped
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PROXY_")}
         # Where the proxies find the upstreams (bench/proxy_config.yaml, bench/litellm_config.yaml).
         self.env.update(
@@ -185,28 +220,42 @@ class Bench:
                 server=server,
             )
 
-    def measure_direct(self) -> None:
-        duration = 1.0 if self.args.smoke else self.args.duration
-        nginx = f"http://127.0.0.1:{self.args.nginx_port}/"
-        slow = f"http://127.0.0.1:{self.args.slow_port}/"
-        # Unchecked in the full run: looking at every body costs wrk CPU and would lower the limit.
-        check = self.args.smoke
-        for conc in self.args.conc:
-            self.measure(Scenario("direct", "nginx", conc, nginx, check=check), duration)
-        stream_conc = self.args.stream_conc
-        if stream_conc not in self.args.conc:
-            self.measure(Scenario("direct", "nginx", stream_conc, nginx, check=check), duration)
-        self.measure(Scenario("direct", "slow", self.args.slow_conc, slow, check=check), duration)
-
     # ------------------------------------------------------------ proxies
 
-    def measure_proxy(self, target: str, proxy: report.ProxyRun, argv: list[str]) -> None:
-        """Start a proxy on the proxy CPUs, take its figures and rows, stop it."""
+    def start_proxies(self, proxy_argv: list[str]) -> list[tuple[report.ProxyRun, Server]]:
+        """Ours, the floor (--with-floor) and the compared proxy, one after the other (each start
+        timed alone), all left running: they are idle while another one is measured."""
+        args = self.args
+        cpus = procs.cpu_list(self.layout.proxy_cpus)
+        ours = report.ProxyRun(
+            "custom-llm-proxy", " ".join(proxy_argv), f"http://127.0.0.1:{args.proxy_port}", cpus
+        )
+        started = [(ours, self.start_proxy(ours, proxy_argv))]
+        if args.with_floor:
+            floor = report.ProxyRun("floor", args.floor_cmd, args.floor_url, cpus, target="floor")
+            started.append(
+                (floor, self.start_proxy(floor, ["bash", "-c", f"exec {floor.command}"]))
+            )
+        if args.compare_cmd:
+            other = report.ProxyRun(
+                args.compare_label, args.compare_cmd, args.compare_url, cpus, target="compare"
+            )
+            try:
+                server = self.start_proxy(other, ["bash", "-c", f"exec {other.command}"])
+            except SetupError as exc:  # still measure ours; exit 2 at the end
+                self.compare_failed(other, exc)
+            else:
+                started.append((other, server))
+        return started
+
+    def start_proxy(self, proxy: report.ProxyRun, argv: list[str]) -> Server:
+        """Start a proxy on the proxy CPUs, wait for its right answers, take its start and RSS."""
         port = int(proxy.url.rsplit(":", 1)[1])
         if not procs.port_is_free(port):
             raise SetupError(f"port {port} is in use; stop that process or pick another port")
         self.proxies.append(proxy)
-        server = self.servers.start(target, argv, self.layout.proxy_cpus, self.env)
+        server = self.servers.start(proxy.target, argv, self.layout.proxy_cpus, self.env)
+        self.proxy_servers.append(server)
         chat = proxy.url + "/v1/chat/completions"
         auth = {"Authorization": f"Bearer {API_KEY}"}
         procs.wait_until(
@@ -222,15 +271,26 @@ class Bench:
             what=f"waiting for {proxy.label} to serve llama-slow",
             server=server,
         )
-        if target == "proxy" and self.args.workers > 1:
+        if proxy.target == "proxy" and self.args.workers > 1:
             self.wait_workers(server)
         proxy.rss_idle_bytes = procs.memory_bytes(procs.tree_pids(server.pid))
         print(f"{proxy.label} ready after {proxy.startup_s:.2f} s", flush=True)
-        self.proxy_rows(target, proxy, server)
+        if not self.args.smoke:  # warm-up: first connections, lazy imports, caches
+            for model in ("llama", "llama-slow"):
+                warmup = Scenario(proxy.target, "warmup", 16, chat, model)
+                self.measure_once(warmup, WARMUP_S, server)
+        return server
+
+    def stop_proxy(self, proxy: report.ProxyRun, server: Server) -> None:
         pids = procs.tree_pids(server.pid)
         proxy.rss_after_bytes = procs.memory_bytes(pids)
         proxy.rss_peak_bytes = procs.memory_bytes(pids, "VmHWM")
+        self.proxy_servers.remove(server)
         self.servers.stop(server)
+
+    def compare_failed(self, proxy: report.ProxyRun, exc: SetupError) -> None:
+        print(f"bench: the compared proxy failed: {exc}", file=sys.stderr)
+        proxy.failure = f"{exc} (log: {self.args.out / 'logs' / 'compare.log'})"
 
     def wait_workers(self, server: Server) -> None:
         def all_started() -> bool | None:
@@ -239,17 +299,38 @@ class Bench:
 
         procs.wait_until(all_started, deadline_s=60, what="waiting for every worker", server=server)
 
-    def proxy_rows(self, target: str, proxy: report.ProxyRun, server: Server) -> None:
-        chat = proxy.url + "/v1/chat/completions"
-        if not self.args.smoke:  # warm-up: first connections, lazy imports, caches
-            for model in ("llama", "llama-slow"):
-                self.measure_once(Scenario(target, "warmup", 16, chat, model), WARMUP_S, server)
-        for conc in self.args.conc:
-            self.measure(Scenario(target, "nginx", conc, chat), self.args.duration, server)
-        slow = Scenario(target, "slow", self.args.slow_conc, chat, "llama-slow")
-        self.measure(slow, self.args.duration, server)
-        stream = Scenario(target, "nginx", self.args.stream_conc, chat, stream=True)
-        self.measure(stream, self.args.duration, server)
+    # ------------------------------------------------------------ the matrix, interleaved
+
+    def measure_matrix(self, started: list[tuple[report.ProxyRun, Server]]) -> None:
+        """Each scenario straight to the upstream, then through each proxy, back to back: a
+        ratio's two rows are seconds apart, not minutes, whatever the rest of the machine does.
+        A compared proxy that dies is reported and left out of the rest."""
+        args = self.args
+        direct_s = 1.0 if args.smoke else args.duration
+        # Unchecked in the full run: looking at every body costs wrk CPU and would lower the limit.
+        check = args.smoke
+        groups = [("nginx", conc, "llama", False) for conc in args.conc]
+        groups.append(("slow", args.slow_conc, "llama-slow", False))
+        groups.append(("nginx", args.stream_conc, "llama", True))
+        for upstream, conc, model, stream in groups:
+            if not stream or conc not in args.conc:  # the upstream does not stream
+                url = f"http://127.0.0.1:{self.upstream_port(upstream)}/"
+                self.measure(Scenario("direct", upstream, conc, url, check=check), direct_s)
+            for proxy, server in list(started):
+                chat = proxy.url + "/v1/chat/completions"
+                scenario = Scenario(proxy.target, upstream, conc, chat, model, stream)
+                try:
+                    self.measure(scenario, args.duration, server)
+                except SetupError as exc:
+                    if proxy.target != "compare":
+                        raise
+                    self.compare_failed(proxy, exc)
+                    started.remove((proxy, server))
+                    self.proxy_servers.remove(server)
+                    self.servers.stop(server)
+
+    def upstream_port(self, upstream: str) -> int:
+        return self.args.nginx_port if upstream == "nginx" else self.args.slow_port
 
     # ------------------------------------------------------------ rows
 
@@ -282,6 +363,9 @@ class Bench:
         stream = "-stream" if scenario.stream else ""
         name = f"{scenario.target}-{scenario.upstream}-c{scenario.conc}{stream}{tag}.txt"
         raw = self.args.out / "wrk" / name
+        # The proxies not measured in this row should be idle: what they use is written down.
+        idle = [other.pid for other in self.proxy_servers if other is not server]
+        idle_before, started = procs.group_cpu_seconds(idle), time.monotonic()
         row = run_row(
             scenario,
             duration_s=duration,
@@ -290,6 +374,9 @@ class Bench:
             measured_root=server.pid if server else None,
             raw_path=raw,
         )
+        if idle:
+            spent = procs.group_cpu_seconds(idle) - idle_before
+            row.extra["idle_proxies_cpu_pct"] = round(100 * spent / (time.monotonic() - started), 1)
         if server is not None and not server.alive():
             raise SetupError(f"{server.name} died during {scenario.name}:\n{server.log_tail()}")
         return row
@@ -302,32 +389,24 @@ class Bench:
         os.sched_setaffinity(0, self.layout.load_cpus)  # the harness stays off the proxy's CPUs
         print(f"results -> {args.out}\nlayout: {self.describe_layout()}", flush=True)
         self.start_upstreams()
-        self.measure_direct()
         proxy_argv = [*_proxy_command(), "serve", "--config", str(BENCH_DIR / "proxy_config.yaml")]
         proxy_argv += ["--port", str(args.proxy_port), "--workers", str(args.workers)]
-        cpus = procs.cpu_list(self.layout.proxy_cpus)
-        ours = report.ProxyRun(
-            "custom-llm-proxy", " ".join(proxy_argv), f"http://127.0.0.1:{args.proxy_port}", cpus
-        )
-        self.measure_proxy("proxy", ours, proxy_argv)
-        compare_failed = False
-        if args.compare_cmd:
-            other = report.ProxyRun(args.compare_label, args.compare_cmd, args.compare_url, cpus)
-            try:
-                self.measure_proxy("compare", other, ["bash", "-c", f"exec {args.compare_cmd}"])
-            except SetupError as exc:  # still report our figures; exit 2 at the end
-                print(f"bench: the compared proxy failed: {exc}", file=sys.stderr)
-                other.failure = f"{exc} (log: {self.args.out / 'logs' / 'compare.log'})"
-                compare_failed = True
+        started = self.start_proxies(proxy_argv)
+        self.measure_matrix(started)
+        for proxy, server in started:
+            self.stop_proxy(proxy, server)
         self.servers.stop_all()
-        report.add_ratios(self.rows, args.slow_ms)
-        table = report.render_table(self.header(), self.rows, self.proxies)
+        self.load_at_end = _load_average()
+        found_ratios = report.ratios(self.rows, args.slow_ms)
+        path, table = report.write_results(
+            args.out, self.meta(), self.rows, self.proxies, found_ratios, self.header()
+        )
         print("\n" + table, end="")
-        path = report.write_results(args.out, self.meta(), self.rows, self.proxies, table)
-        print(f"written: {path} and table.txt")
+        print(f"written: {path}, table.txt and table.md")
         found = report.problems(self.rows)
         for problem in found:
             print(f"PROBLEM: {problem}", file=sys.stderr)
+        compare_failed = any(p.failure for p in self.proxies if p.target == "compare")
         return 1 if found else 2 if compare_failed else 0
 
     def describe_layout(self) -> str:
@@ -341,17 +420,22 @@ class Bench:
 
     def header(self) -> list[str]:
         a = self.args
+        noisy = sum(row.noise_pct >= NOISY_PCT for row in self.rows)
         return [
-            f"# custom-llm-proxy benchmark  {_now()}  {_machine()}",
+            f"# custom-llm-proxy benchmark  {self.started} to {_now()}  {_machine()}",
             f"# {self.describe_layout()}",
             f"# {a.duration:g} s per row{' (smoke)' if a.smoke else ''}; slow upstream "
             f"{a.slow_ms:g} ms; API key on; wrk -t1 closed loop; {_versions()}",
+            f"# load average (1/5/15 min) {self.load_at_start} at the start, {self.load_at_end} "
+            f"at the end; {noisy} of {len(self.rows)} rows NOISY",
         ]
 
     def meta(self) -> dict[str, Any]:
         a = self.args
         return {
             "created": _now(),
+            "started": self.started,
+            "load_average": {"start": self.load_at_start, "end": self.load_at_end},
             "machine": _machine(),
             "versions": _versions(),
             "layout": {
@@ -368,6 +452,7 @@ class Bench:
                 "slow_ms": a.slow_ms,
                 "stream_conc": a.stream_conc,
                 "workers": a.workers,
+                "with_floor": a.with_floor,
             },
         }
 
@@ -411,6 +496,11 @@ def _proxy_command() -> list[str]:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _machine() -> str:
