@@ -30,7 +30,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def backend(server: RedisServer, prefix: str = "t:") -> RedisBackend:
-    return RedisBackend(server.url, timeout=0.5, prefix=prefix)
+    # What these tests check is the budget arithmetic, not the timeout: a generous one, so that
+    # 100 connections opened at once on a loaded machine are not a failure (0.5 s was, once).
+    return RedisBackend(server.url, timeout=5.0, prefix=prefix)
 
 
 async def test_decisions_match_the_memory_backend(redis_server: RedisServer) -> None:
