@@ -3,6 +3,7 @@
     .venv/bin/python bench/inflight.py                  # 4,096 in flight x 2,000 ms, 25 s a side
     .venv/bin/python bench/inflight.py --conc 8192 --delay-ms 5000 --duration 30
     .venv/bin/python bench/inflight.py --config my.yaml # another config (serving llama-slow)
+    .venv/bin/python bench/inflight.py --compare-config capped.yaml   # then this one, same run
 
 Real custom endpoints take seconds per answer, so a shared proxy holds thousands of requests at
 once: each is two sockets and some memory, and any limit on the way (a pool cap, the open-file
@@ -17,7 +18,8 @@ One run (see bench/README.md):
 3. starts `custom-llm-proxy serve --config bench/proxy_config.yaml` (its default pool settings,
    API key on) alone on the proxy CPU and measures the same row through it (model `llama-slow`);
 4. prints both rows with the proxy's rate as a share of the direct one, p50 / p99, the proxy's
-   CPU, and its RSS idle, just after the row, and at its peak; writes `table.txt` and
+   CPU, and its RSS idle, just after the row, and at its peak (with --compare-config, step 3
+   again with that config, after ours); writes `table.txt` and
    `results.json` to `--out`. Exit 1 when a row had errors or wrong answers, 2 when the setup
    failed.
 """
@@ -65,6 +67,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--delay-ms", type=float, default=2000.0, help="the upstream's time per answer [2000]")
     add("--duration", type=float, default=25.0, help="seconds per side [25]")
     add("--config", type=Path, default=BENCH_DIR / "proxy_config.yaml", help="the proxy's config")
+    add(
+        "--compare-config",
+        type=Path,
+        help="then the same row through the proxy with this config (e.g. a pool cap), same run",
+    )
+    add("--compare-label", help="its name in the table [with <file name>]")
     add("--slow-port", type=int, default=0, help="[0: a free port]")
     add("--proxy-port", type=int, default=0, help="[0: a free port]")
     add("--quiet-wait", type=float, default=30.0, help="wait up to S s for other CPU use < 10 %%")
@@ -79,6 +87,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out = (args.out or Path("/tmp/custom-llm-proxy-bench") / f"inflight-{stamp}").resolve()
     args.config = args.config.resolve()
+    if args.compare_config is not None:
+        args.compare_config = args.compare_config.resolve()
     return args
 
 
@@ -123,20 +133,15 @@ class InFlight:
         self.start_upstream()
         slow = f"http://127.0.0.1:{args.slow_port}/"
         self.measure(Scenario("direct", "slow", args.conc, slow, "llama-slow"), None)
-        argv = [*_proxy_command(), "serve", "--config", str(args.config)]
-        argv += ["--port", str(args.proxy_port)]
-        proxy = report.ProxyRun(
-            "custom-llm-proxy",
-            " ".join(argv),
-            f"http://127.0.0.1:{args.proxy_port}",
-            procs.cpu_list(self.layout.proxy_cpus),
-        )
-        self.measure_proxy(proxy, argv)
+        proxies = [self.measure_proxy("proxy", "custom-llm-proxy", args.config)]
+        if args.compare_config is not None:
+            label = args.compare_label or f"with {args.compare_config.name}"
+            proxies.append(self.measure_proxy("compare", label, args.compare_config))
         self.servers.stop_all()
         report.add_ratios(self.rows, args.delay_ms)
-        table = report.render_table(self.header(), self.rows, [proxy])
+        table = report.render_table(self.header(), self.rows, proxies)
         print("\n" + table, end="")
-        path = report.write_results(args.out, self.meta(), self.rows, [proxy], table)
+        path = report.write_results(args.out, self.meta(), self.rows, proxies, table)
         print(f"written: {path} and table.txt")
         found = report.problems(self.rows)
         for problem in found:
@@ -156,10 +161,19 @@ class InFlight:
             server=server,
         )
 
-    def measure_proxy(self, proxy: report.ProxyRun, argv: list[str]) -> None:
+    def measure_proxy(self, target: str, label: str, config: Path) -> report.ProxyRun:
+        """Start `serve --config CONFIG` on the proxy CPU, measure its row, stop it."""
+        argv = [*_proxy_command(), "serve", "--config", str(config)]
+        argv += ["--port", str(self.args.proxy_port)]
+        proxy = report.ProxyRun(
+            label,
+            " ".join(argv),
+            f"http://127.0.0.1:{self.args.proxy_port}",
+            procs.cpu_list(self.layout.proxy_cpus),
+        )
         if not procs.port_is_free(self.args.proxy_port):
             raise SetupError(f"port {self.args.proxy_port} is in use")
-        server = self.servers.start("proxy", argv, self.layout.proxy_cpus, self.env)
+        server = self.servers.start(target, argv, self.layout.proxy_cpus, self.env)
         chat = proxy.url + "/v1/chat/completions"
         auth = {"Authorization": f"Bearer {API_KEY}"}
         procs.wait_until(
@@ -170,12 +184,13 @@ class InFlight:
         )
         proxy.startup_s = round(time_since(server), 3)
         proxy.rss_idle_bytes = procs.memory_bytes(procs.tree_pids(server.pid))
-        print(f"proxy ready after {proxy.startup_s:.2f} s", flush=True)
-        self.measure(Scenario("proxy", "slow", self.args.conc, chat, "llama-slow"), server)
+        print(f"{label} ready after {proxy.startup_s:.2f} s", flush=True)
+        self.measure(Scenario(target, "slow", self.args.conc, chat, "llama-slow"), server)
         pids = procs.tree_pids(server.pid)
         proxy.rss_after_bytes = procs.memory_bytes(pids)
         proxy.rss_peak_bytes = procs.memory_bytes(pids, "VmHWM")
         self.servers.stop(server)
+        return proxy
 
     def measure(self, scenario: Scenario, server: Server | None) -> None:
         foreign = wait_quiet(self.layout, self.servers.pgids(), self.args.quiet_wait)
@@ -233,6 +248,7 @@ class InFlight:
                 "delay_ms": a.delay_ms,
                 "duration_s": a.duration,
                 "config": str(a.config),
+                "compare_config": None if a.compare_config is None else str(a.compare_config),
                 "open_files": {"soft_before": self.files[0], "soft": self.files[1]},
             },
         }
