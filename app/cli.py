@@ -179,7 +179,6 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[variable] = str(value)
     settings = Settings()
     logging.config.dictConfig(_log_config(settings))
-    _log_open_files(*raise_open_file_limit())  # worker processes inherit the limit
     if settings.config is None and DEFAULT_CONFIG.is_file():
         os.environ["PROXY_CONFIG"] = str(DEFAULT_CONFIG)  # the container's mount point
         settings = Settings()
@@ -194,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
             "upstream at %s",
             url,
         )
+    _log_open_files(*raise_open_file_limit())  # worker processes inherit the limit
     metrics_dir = _share_metrics(settings.workers)  # before any metric is written
     try:
         return _run(settings)
