@@ -27,8 +27,10 @@ One run (see bench/README.md):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
+import json
 import os
 import resource
 import signal
@@ -138,10 +140,10 @@ class InFlight:
             label = args.compare_label or f"with {args.compare_config.name}"
             proxies.append(self.measure_proxy("compare", label, args.compare_config))
         self.servers.stop_all()
-        report.add_ratios(self.rows, args.delay_ms)
-        table = report.render_table(self.header(), self.rows, proxies)
+        add_ratios(self.rows, ideal_rps(args))
+        table = render_table(self.header(), self.rows, proxies)
         print("\n" + table, end="")
-        path = report.write_results(args.out, self.meta(), self.rows, proxies, table)
+        path = write_results(args.out, self.meta(), self.rows, proxies, table)
         print(f"written: {path} and table.txt")
         found = report.problems(self.rows)
         for problem in found:
@@ -252,6 +254,110 @@ class InFlight:
                 "open_files": {"soft_before": self.files[0], "soft": self.files[1]},
             },
         }
+
+
+# ---------------------------------------------------------------- the report
+# Its own, small: only `report.ProxyRun` and `report.problems` are shared with bench/run.py.
+
+
+def add_ratios(rows: list[Row], ideal: float) -> None:
+    """Each row's `extra`: ideal_rps, pct_of_ideal; vs_direct_pct; ours: vs_compare."""
+    direct = next((row for row in rows if row.target == "direct"), None)
+    compare = next((row for row in rows if row.target == "compare"), None)
+    for row in rows:
+        row.extra["ideal_rps"] = round(ideal, 1)
+        row.extra["pct_of_ideal"] = round(100 * row.rps / ideal, 1)
+        if row.target != "direct" and direct is not None and direct.rps > 0:
+            row.extra["vs_direct_pct"] = round(100 * row.rps / direct.rps, 2)
+        if row.target == "proxy" and compare is not None and compare.rps > 0:
+            row.extra["vs_compare"] = round(row.rps / compare.rps, 2)
+
+
+_COLUMNS = (
+    ("row", "<32"),
+    ("rps", ">7"),
+    ("vs direct", ">9"),
+    ("vs compare", ">10"),
+    ("p50 ms", ">8"),
+    ("p99 ms", ">8"),
+    ("errors", ">6"),
+    ("cpu ms/req", ">10"),
+)
+
+
+def _cells(row: Row, labels: dict[str, str]) -> list[str]:
+    vs_direct = row.extra.get("vs_direct_pct")
+    vs_compare = row.extra.get("vs_compare")
+    cpu = row.proxy_cpu_ms_per_request
+    return [
+        f"{labels.get(row.target, row.target)} → {row.upstream}",
+        f"{row.rps:,.0f}",
+        "–" if vs_direct is None else f"{vs_direct:.1f} %",
+        "–" if vs_compare is None else f"{vs_compare:.2f}×",
+        f"{row.p50_ms:,.0f}",
+        f"{row.p99_ms:,.0f}",
+        str(row.errors),
+        "–" if cpu is None else f"{cpu:.3f}",
+    ]
+
+
+def _notes(row: Row) -> str:
+    busy = "/".join(f"{value:.0f}" for value in row.cpu_busy_pct.values())
+    notes = [
+        f"{row.extra['pct_of_ideal']:.0f} % of ideal",
+        f"cpu{'/'.join(row.cpu_busy_pct)} {busy} % busy",
+    ]
+    if row.proxy_cpu_pct is not None:
+        notes.append(f"proxy {row.proxy_cpu_pct:.0f} % CPU")
+    if row.noise_pct >= NOISY_PCT:
+        notes.append(f"NOISY: {row.noise_pct:.0f} % CPU used by others")
+    return ", ".join(notes)
+
+
+def render_table(header: list[str], rows: list[Row], proxies: list[report.ProxyRun]) -> str:
+    """Header lines, one line per row (ratios first), then each proxy's memory."""
+    labels = dict(zip(("proxy", "compare"), (proxy.label for proxy in proxies), strict=False))
+    lines = [*header, "  ".join(format(name, fmt) for name, fmt in _COLUMNS) + "  notes"]
+    for row in rows:
+        cells = zip(_cells(row, labels), _COLUMNS, strict=True)
+        lines.append("  ".join(format(cell, fmt) for cell, (_, fmt) in cells) + "  " + _notes(row))
+    for proxy in proxies:
+        lines.append(
+            f"{proxy.label}: start to first 200 {proxy.startup_s or 0:.2f} s; RSS (process tree) "
+            f"idle {_mib(proxy.rss_idle_bytes)}, after the row {_mib(proxy.rss_after_bytes)}, "
+            f"peak {_mib(proxy.rss_peak_bytes)}"
+        )
+    lines += [
+        "vs direct = rps ÷ the direct row's, same run; vs compare = ours ÷ the compared config's;",
+        "rps = 2xx answers a second with a right body (every body checked); errors = non-2xx +",
+        "wrong bodies + socket errors/timeouts; cpu ms/req = the proxy's process tree per answer.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _mib(value: int | None) -> str:
+    return "?" if value is None else f"{value / report.MIB:.0f} MiB"
+
+
+def write_results(
+    out: Path,
+    meta: dict[str, object],
+    rows: list[Row],
+    proxies: list[report.ProxyRun],
+    table: str,
+) -> Path:
+    """table.txt and results.json in `out`; returns the JSON's path."""
+    (out / "table.txt").write_text(table)
+    path = out / "results.json"
+    document = {
+        **meta,
+        "proxies": [dataclasses.asdict(proxy) for proxy in proxies],
+        "rows": [row.as_json() for row in rows],
+        "problems": report.problems(rows),
+        "table": table.splitlines(),
+    }
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    return path
 
 
 def ideal_rps(args: argparse.Namespace) -> float:

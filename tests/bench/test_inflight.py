@@ -48,3 +48,4 @@ def test_inflight_row_gives_its_figures(tmp_path: Path) -> None:
     table = (tmp_path / "table.txt").read_text()
     assert "64 in flight x 200 ms upstream (ideal 320 rps)" in table
     assert "custom-llm-proxy → slow" in table and "RSS (process tree)" in table
+    assert "vs direct" in table
