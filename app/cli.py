@@ -6,6 +6,7 @@ import argparse
 import logging
 import logging.config
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -192,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
             "upstream at %s",
             url,
         )
+    _log_open_files(*raise_open_file_limit())  # worker processes inherit the limit
     metrics_dir = _share_metrics(settings.workers)  # before any metric is written
     try:
         return _run(settings)
@@ -222,6 +224,46 @@ def _run(settings: Settings) -> int:
         server_header=False,
     )
     return 0
+
+
+# Below this many open files, a proxy holds fewer requests than LLM traffic often has in flight.
+_FEW_OPEN_FILES = 8192
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft limit on open files to its hard limit: (before, after).
+
+    Each request in flight holds two sockets, the client's and the upstream's, and many hosts
+    start services with a soft limit of 1,024 (the hard one is often 524,288 or more). Past
+    the limit, new connections fail: clients see refusals, upstreams look unreachable."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # e.g. macOS, whose hard limit may be above what it allows
+        return soft, soft
+    return soft, hard
+
+
+def _log_open_files(before: int, after: int) -> None:
+    def shown(limit: int) -> str:
+        return "unlimited" if limit == resource.RLIM_INFINITY else f"{limit:,}"
+
+    raised = f"raised from {shown(before)} to" if after != before else "at its hard limit,"
+    if after == resource.RLIM_INFINITY or after >= _FEW_OPEN_FILES:
+        log.info(
+            "open files: soft limit %s %s (each request in flight holds two)", raised, shown(after)
+        )
+        return
+    log.warning(
+        "open files: soft limit %s %s, so at most about %s requests can be in flight (each "
+        "holds two sockets); raise the hard limit (ulimit -Hn, systemd LimitNOFILE=, "
+        "docker --ulimit nofile=)",
+        raised,
+        shown(after),
+        f"{after // 2:,}",
+    )
 
 
 def _log_config(settings: Settings) -> dict[str, Any]:

@@ -371,7 +371,14 @@ class MetricsConfig(_Strict):
 
 
 class ProxyConfig(_Strict):
-    """The whole file."""
+    """The whole file.
+
+    `upstream_max_connections` caps the connections in use at once per upstream host:port;
+    requests beyond it wait (shown by a metric and a warning, app.pool_waits). None, the
+    default, is no cap: a request in flight holds its own connection, so the proxy's open-file
+    limit is the bound, and each deployment's `max_concurrency` and `queue` are the way to
+    protect an upstream: they answer 503 when full instead of queueing out of sight.
+    """
 
     models: list[ModelConfig] = Field(default_factory=list)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
@@ -380,7 +387,7 @@ class ProxyConfig(_Strict):
     max_messages: int = Field(default=1000, ge=1)  # chat messages, or legacy prompts
     max_prompt_chars: int = Field(default=8_000_000, ge=1)  # text sent upstream, × n
     stream_keepalive_seconds: float = Field(default=10.0, gt=0)
-    upstream_max_connections: int = Field(default=1000, ge=1)
+    upstream_max_connections: int | None = Field(default=None, ge=1)
     max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     connect_timeout: float = Field(default=5.0, gt=0)
     log_content: bool = False  # prompt and completion text in the access log

@@ -46,7 +46,7 @@ import ssl
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -350,21 +350,53 @@ def _expire(waiter: asyncio.Future[Response]) -> None:
         waiter.set_exception(TimeoutError())
 
 
+class SlotWaits(Protocol):
+    """Told when a request must wait for a connection slot: its origin has `max_connections`
+    exchanges in flight. The pool calls it only then, never on the way of a request that finds
+    a free slot."""
+
+    def wait_started(self, origin: Origin, limit: int, *, first: bool) -> None:
+        """A request starts waiting. `first`: the first wait since the origin last had a free
+        slot, i.e. once per incident."""
+
+    def wait_ended(self, origin: Origin, seconds: float) -> None:
+        """A waiting request got its slot, or gave up (timeout, cancellation), after `seconds`."""
+
+
 class _Slots:
     """At most `limit` holders at once, first come first served; like asyncio.Semaphore
-    without its per-acquire scan of the waiters, and with a deadline (loop time)."""
+    without its per-acquire scan of the waiters, and with a deadline (loop time).
 
-    __slots__ = ("limit", "taken", "_waiters")
+    `congested` is True from the first wait until a slot is free again: a waiting incident."""
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = ("limit", "taken", "congested", "_waiters", "_origin", "_waits")
+
+    def __init__(self, limit: int, origin: Origin, waits: SlotWaits | None = None) -> None:
         self.limit = limit
         self.taken = 0
+        self.congested = False
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._origin = origin
+        self._waits = waits
 
     async def acquire(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
         if self.taken < self.limit and not self._waiters:
             self.taken += 1
             return
+        first = not self.congested
+        self.congested = True
+        waits = self._waits
+        if waits is None:
+            await self._wait(loop, deadline)
+            return
+        waits.wait_started(self._origin, self.limit, first=first)
+        started = loop.time()
+        try:
+            await self._wait(loop, deadline)
+        finally:
+            waits.wait_ended(self._origin, loop.time() - started)
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
         waiter = loop.create_future()
         self._waiters.append(waiter)
         timer = None if deadline is None else coarse_timers(loop).call_at(deadline, _expire, waiter)
@@ -387,6 +419,7 @@ class _Slots:
                 waiter.set_result(None)  # the slot passes straight to the next in line
                 return
         self.taken -= 1
+        self.congested = False  # a slot is free: the incident, if any, is over
 
 
 class _Tunnel(asyncio.Protocol):
@@ -476,7 +509,9 @@ def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
 
 
 class HTTPPool:
-    """Keep-alive connections per origin, at most `max_connections` of them in use at once.
+    """Keep-alive connections per origin; with `max_connections`, at most that many of them in
+    use at once per origin (the requests beyond wait their turn, and `slot_waits` hears of
+    it); without, as many as there are requests.
 
     Idle connections are reused newest first and dropped after `keepalive_seconds` (keep it
     under the upstream's own keep-alive timeout: uvicorn's is 5 s, nginx's 75 s). A request
@@ -487,11 +522,12 @@ class HTTPPool:
     def __init__(
         self,
         *,
-        max_connections: int = 1000,
+        max_connections: int | None = None,
         keepalive_seconds: float = 4.0,
         max_response_bytes: int = 8 * 1024 * 1024,
         connect_timeout: float = 5.0,
         tls: ssl.SSLContext | None = None,
+        slot_waits: SlotWaits | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
@@ -499,6 +535,7 @@ class HTTPPool:
         self.max_response_bytes = max_response_bytes
         self._idle: dict[Origin, list[_Connection]] = {}
         self._slots: dict[Origin, _Slots] = {}
+        self._slot_waits = slot_waits
         self._tls = tls  # None: the system's trusted CAs, made on first https use
         self._closed = False
         self._in_flight = 0  # requests between a slot and their answer, every origin
@@ -512,10 +549,9 @@ class HTTPPool:
         origin = target.origin
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        slots = self._slots.get(origin)
-        if slots is None:
-            slots = self._slots[origin] = _Slots(self.max_connections)
-        await slots.acquire(loop, deadline)
+        slots = self._slots_of(origin)
+        if slots is not None:
+            await slots.acquire(loop, deadline)
         self._in_flight += 1
         try:
             connection = self._take_idle(origin)
@@ -529,7 +565,16 @@ class HTTPPool:
             return await self._exchange(connection, request, deadline)
         finally:
             self._in_flight -= 1
-            slots.release()
+            if slots is not None:
+                slots.release()
+
+    def _slots_of(self, origin: Origin) -> _Slots | None:
+        if self.max_connections is None:
+            return None
+        slots = self._slots.get(origin)
+        if slots is None:
+            slots = self._slots[origin] = _Slots(self.max_connections, origin, self._slot_waits)
+        return slots
 
     async def _exchange(
         self, connection: _Connection, request: bytes, deadline: float | None

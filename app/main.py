@@ -20,6 +20,7 @@ from app.handlers import install_error_handlers
 from app.ids import IdGenerator
 from app.limits import LimitsPlan, plan_limits
 from app.middleware import TelemetryMiddleware
+from app.pool_waits import PoolWaitReporter
 from app.routes import chat, completions, health, metrics, models
 from app.routes.fast_dispatch import FastDispatch
 from app.routes.openapi import DocumentedPost, install_openapi
@@ -101,6 +102,7 @@ def _default_upstream(config: ProxyConfig) -> UpstreamClient:
         max_connections=config.upstream_max_connections,
         max_response_bytes=config.max_response_bytes,
         connect_timeout=config.connect_timeout,
+        slot_waits=PoolWaitReporter(),
     )
 
 

@@ -117,6 +117,24 @@ LIMIT_BACKEND_ERRORS = Counter(
     "Rate-limit checks the backend (Redis) could not answer, by the policy applied.",
     ["policy"],
 )
+# Seconds a request waited for an upstream connection: none at all unless the pool is capped.
+POOL_WAIT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+POOL_WAITING = Gauge(
+    "proxy_upstream_pool_waiting",
+    "Requests waiting now for a connection to an upstream (scheme://host:port) because "
+    "upstream_max_connections of them are in use.",
+    ["upstream"],
+    multiprocess_mode="livesum",
+)
+POOL_WAIT_SECONDS = Histogram(
+    "proxy_upstream_pool_wait_seconds",
+    "Time requests waited for a connection to an upstream (scheme://host:port) at its "
+    "upstream_max_connections; its _count is the number of waits.",
+    ["upstream"],
+    buckets=POOL_WAIT_BUCKETS,
+)
 CLIENT_DISCONNECTS = Counter(
     "proxy_client_disconnects",
     "Requests whose client went away before the answer, by model.",

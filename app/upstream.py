@@ -40,6 +40,7 @@ from app.http_client import (
     HTTPPool,
     Proxy,
     ResponseTooLarge,
+    SlotWaits,
     Target,
     prepare_post,
 )
@@ -102,21 +103,25 @@ class UpstreamClient(Protocol):
 
 
 class PooledUpstream:
-    """The production client: one keep-alive pool for the process."""
+    """The production client: one keep-alive pool for the process. `max_connections` caps the
+    connections in use per upstream host:port (None: no cap); `slot_waits` hears of requests
+    that wait for one."""
 
     def __init__(
         self,
         *,
-        max_connections: int = 1000,
+        max_connections: int | None = None,
         keepalive_seconds: float = 4.0,
         max_response_bytes: int = 8 * 1024 * 1024,
         connect_timeout: float = 5.0,
+        slot_waits: SlotWaits | None = None,
     ) -> None:
         self._pool = HTTPPool(
             max_connections=max_connections,
             keepalive_seconds=keepalive_seconds,
             max_response_bytes=max_response_bytes,
             connect_timeout=connect_timeout,
+            slot_waits=slot_waits,
         )
         self._targets: dict[UpstreamEndpoint, Target] = {}
 

@@ -93,12 +93,12 @@ class _Connection(asyncio.Protocol):
         self._buffer.clear()
 
 
-async def serve(host: str, port: int, delay_ms: float) -> None:
+async def serve(host: str, port: int, delay_ms: float, backlog: int = 4096) -> None:
     """Listen until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     response = http_response(ANSWER)
     server = await loop.create_server(
-        lambda: _Connection(delay_ms / 1000, response), host, port, backlog=4096
+        lambda: _Connection(delay_ms / 1000, response), host, port, backlog=backlog
     )
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -113,13 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18081)
     parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--backlog", type=int, default=4096, help="listen backlog [4096]")
     args = parser.parse_args(argv)
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.host, args.port, args.delay_ms))
+        asyncio.run(serve(args.host, args.port, args.delay_ms, args.backlog))
     else:
-        uvloop.run(serve(args.host, args.port, args.delay_ms))
+        uvloop.run(serve(args.host, args.port, args.delay_ms, args.backlog))
     return 0
 
 

@@ -24,6 +24,7 @@ from app.errors import (
 )
 
 _MAX_DETAIL = 200
+_ORJSON_BUFFER = 4096
 # Statuses after which another attempt may succeed; any other 4xx/5xx says the request itself
 # is wrong (or the upstream cannot do it), and repeating it would only repeat the answer.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -41,7 +42,7 @@ class Sampling:
 
 def to_custom_request(upstream_model: str, prompts: list[str], sampling: Sampling) -> bytes:
     """The JSON body sent to the custom endpoint."""
-    return orjson.dumps(
+    body = orjson.dumps(
         {
             "model": upstream_model,
             "params": {
@@ -53,6 +54,10 @@ def to_custom_request(upstream_model: str, prompts: list[str], sampling: Samplin
             },
         }
     )
+    # orjson's bytes keep the buffer they were written in: a small body holds 4 KiB (measured,
+    # orjson 3.13), and a request holds its body for the whole upstream call. An exact copy
+    # costs ~50 ns; at 4,096 requests in flight it saves 16 MiB, which glibc then keeps.
+    return bytes(memoryview(body)) if len(body) < _ORJSON_BUFFER else body
 
 
 def parse_custom_response(status: int, body: bytes, expected: int) -> list[str]:

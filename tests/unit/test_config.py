@@ -69,6 +69,7 @@ def test_defaults_of_a_minimal_model(tmp_path: Path) -> None:
     assert model.headers == {}
     assert config.api_keys == []
     assert config.max_request_bytes == 4 * 1024 * 1024
+    assert config.upstream_max_connections is None  # no pool cap: as many as are in flight
 
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n"])
@@ -179,6 +180,19 @@ def test_relative_tokenizer_path_is_relative_to_the_config_folder(tmp_path: Path
     assert models[0].tokenizer == folder / "tok" / "tokenizer.json"
     assert models[1].tokenizer == tmp_path / "t.json"
     assert models[2].tokenizer is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [("5000", 5000), ("null", None)])
+def test_upstream_max_connections_is_a_cap_or_none(
+    tmp_path: Path, text: str, expected: int | None
+) -> None:
+    path = write(tmp_path, f"upstream_max_connections: {text}\n")
+    assert load_config(path, environ={}).upstream_max_connections == expected
+
+
+def test_upstream_max_connections_of_zero_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="upstream_max_connections"):
+        load_config(write(tmp_path, "upstream_max_connections: 0\n"), environ={})
 
 
 def test_config_is_frozen(tmp_path: Path) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 from starlette.types import Message
 
 from app.coarse_timers import coarse_timers
 from app.disconnect import DisconnectWatch
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -86,3 +89,23 @@ async def test_a_watch_starts_once_the_work_has_run_for_after_seconds() -> None:
             assert new.calls == 0  # begun just now: not due yet
             assert waiting_watches() == 1
     assert waiting_watches() == 0
+
+
+async def test_a_watch_that_watched_is_freed_without_the_garbage_collector() -> None:
+    """Its cancelled watcher must not keep a cycle: with thousands of requests in flight, each
+    request's objects (its connection's too) would wait for a full collection (app.main tunes
+    the collector to run those rarely)."""
+
+    async def watch_once() -> weakref.ref[Client]:
+        client = Client()
+        with DisconnectWatch(client.receive, after=0):
+            await until(lambda: client.calls == 1)  # the watcher is waiting for the client
+        return weakref.ref(client)  # the watch holds the client (its receive) while it lives
+
+    gc.collect()
+    gc.disable()
+    try:
+        freed = await watch_once()
+        await until(lambda: freed() is None)  # by reference counting, once the watcher ended
+    finally:
+        gc.enable()

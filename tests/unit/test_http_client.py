@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from app import http_client
+from app.cli import raise_open_file_limit
 from app.http_client import (
     ConnectFailed,
     ConnectionBroken,
@@ -594,6 +595,80 @@ async def test_max_connections_is_counted_per_origin(serve: ServeFactory) -> Non
         assert (await waiting).body == b"held"
 
 
+class RecordedWaits:
+    """A SlotWaits that writes down what the pool told it."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[Origin, int, bool]] = []
+        self.ended: list[tuple[Origin, float]] = []
+
+    def wait_started(self, origin: Origin, limit: int, *, first: bool) -> None:
+        self.started.append((origin, limit, first))
+
+    def wait_ended(self, origin: Origin, seconds: float) -> None:
+        self.ended.append((origin, seconds))
+
+
+async def test_without_max_connections_every_request_has_its_connection(
+    serve: ServeFactory,
+) -> None:
+    """No cap by default: more than the old default of 1,000 exchanges at once, none waits."""
+    count = 1001
+    _, files = raise_open_file_limit()  # both ends of each connection are in this process
+    if files < 2 * count + 256:
+        pytest.skip(f"needs {2 * count + 256} open files, the hard limit is {files}")
+    release = asyncio.Event()
+    server = await serve(held(release, answer(b"done")))
+    waits = RecordedWaits()
+    async with aclosing(HTTPPool(slot_waits=waits)) as pool:
+        posts = [asyncio.create_task(post(pool, server)) for _ in range(count)]
+        await server.wait_requests(count)
+        release.set()
+        responses = await asyncio.gather(*posts)
+    assert len(responses) == count
+    assert server.max_open == count
+    assert waits.started == waits.ended == []
+
+
+async def test_waits_for_a_slot_are_told_with_the_first_of_each_incident(
+    serve: ServeFactory,
+) -> None:
+    release = asyncio.Event()
+    server = await serve(held(release, answer(b"done")))
+    origin = server.target().origin
+    waits = RecordedWaits()
+    async with aclosing(HTTPPool(max_connections=2, slot_waits=waits)) as pool:
+        for incident in range(2):
+            release.clear()
+            posts = [asyncio.create_task(post(pool, server)) for _ in range(5)]
+            await server.wait_requests(2 + 5 * incident)
+            assert waits.started[3 * incident :] == [
+                (origin, 2, True),
+                (origin, 2, False),
+                (origin, 2, False),
+            ]
+            release.set()
+            await asyncio.gather(*posts)  # every slot free again: the incident is over
+    assert len(waits.started) == 6
+    assert [ended[0] for ended in waits.ended] == [origin] * 6
+    assert all(seconds >= 0 for _, seconds in waits.ended)
+
+
+async def test_a_wait_that_times_out_is_told_as_ended(serve: ServeFactory) -> None:
+    release = asyncio.Event()
+    server = await serve(held(release, answer(b"held")))
+    waits = RecordedWaits()
+    async with aclosing(HTTPPool(max_connections=1, slot_waits=waits)) as pool:
+        holder = asyncio.create_task(post(pool, server))
+        await server.wait_requests(1)
+        with pytest.raises(TimeoutError):
+            await pool.post(server.target(), b"", b"{}", timeout=0.05)
+        assert len(waits.started) == len(waits.ended) == 1
+        assert waits.ended[0][1] >= 0.04
+        release.set()
+        await holder
+
+
 async def test_timeouts_do_not_exhaust_the_pool(serve: ServeFactory) -> None:
     """Every slot taken by a request that timed out is free again (httpcore issue 550)."""
 
@@ -647,7 +722,7 @@ async def test_post_timeout_covers_the_wait_for_a_slot(serve: ServeFactory) -> N
 
 async def test_slots_hand_over_first_come_first_served() -> None:
     loop = asyncio.get_running_loop()
-    slots = http_client._Slots(1)
+    slots = http_client._Slots(1, Origin("http", "127.0.0.1", 80))
     await slots.acquire(loop, None)
     order: list[str] = []
 
@@ -667,7 +742,7 @@ async def test_slots_hand_over_first_come_first_served() -> None:
 
 async def test_slots_a_waiter_that_gives_up_takes_no_slot() -> None:
     loop = asyncio.get_running_loop()
-    slots = http_client._Slots(1)
+    slots = http_client._Slots(1, Origin("http", "127.0.0.1", 80))
     await slots.acquire(loop, None)
     timed_out = asyncio.create_task(slots.acquire(loop, loop.time() + 0.01))
     cancelled = asyncio.create_task(slots.acquire(loop, None))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from app.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
-from app.http_client import ConnectFailed, ConnectionBroken, Target, prepare_post
+from app.http_client import ConnectFailed, ConnectionBroken, Origin, Target, prepare_post
 from app.upstream import PooledUpstream, UpstreamEndpoint, UpstreamRequest, UpstreamResponse
 from tests.scripted_upstream import Handler, Peer, Upstream, answer, held, refused_port, reply
 
@@ -232,6 +232,27 @@ async def test_max_connections_is_passed_to_the_pool(serve: ServeFactory) -> Non
         release.set()
         await asyncio.gather(*sends)
     assert (server.max_open, server.accepted, len(server.requests)) == (1, 1, 3)
+
+
+async def test_slot_waits_is_passed_to_the_pool(serve: ServeFactory) -> None:
+    release = asyncio.Event()
+    server = await serve(held(release, answer()))
+    endpoint = endpoint_of(server)
+    waited: list[float] = []
+
+    class Waits:
+        def wait_started(self, origin: Origin, limit: int, *, first: bool) -> None:
+            pass
+
+        def wait_ended(self, origin: Origin, seconds: float) -> None:  # noqa: ARG002
+            waited.append(seconds)
+
+    async with aclosing(PooledUpstream(max_connections=1, slot_waits=Waits())) as client:
+        sends = [asyncio.create_task(client.send(request_to(endpoint))) for _ in range(3)]
+        await server.wait_requests(1)
+        release.set()
+        await asyncio.gather(*sends)
+    assert len(waited) == 2
 
 
 async def test_keepalive_seconds_is_passed_to_the_pool(serve: ServeFactory) -> None:

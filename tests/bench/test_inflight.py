@@ -1,0 +1,51 @@
+"""bench/inflight.py, the many-requests-in-flight row, as a short smoke run: the upstream, the
+direct baseline and the proxy for real, on free ports; it asserts the row's figures are there and
+that nothing failed, nothing about speed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+MISSING = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+
+
+@pytest.mark.skipif(
+    bool(MISSING), reason=f"the benchmark needs {', '.join(MISSING)} (apt-get install wrk)"
+)
+@pytest.mark.timeout(180)
+def test_inflight_row_gives_its_figures(tmp_path: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "inflight.py"), "--conc", "64"]
+    command += ["--delay-ms", "200", "--duration", "2", "--quiet-wait", "0", "--out", str(tmp_path)]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["problems"] == []
+    assert results["settings"]["conc"] == 64 and results["settings"]["delay_ms"] == 200
+    rows = {row["target"]: row for row in results["rows"]}
+    assert set(rows) == {"direct", "proxy"}
+    for row in rows.values():
+        assert (row["upstream"], row["conc"]) == ("slow", 64), row
+        assert row["checked"] and row["requests"] > 0, row
+        assert row["errors"] == 0, row
+        assert row["p50_ms"] >= 200 and row["p99_ms"] >= row["p50_ms"], row
+        assert row["extra"]["ideal_rps"] == 320, row
+    assert rows["proxy"]["extra"]["vs_direct_pct"] > 0
+    assert rows["proxy"]["proxy_cpu_ms_per_request"] > 0
+    (proxy,) = results["proxies"]
+    assert proxy["rss_idle_bytes"] > 0 and proxy["rss_after_bytes"] > 0
+    table = (tmp_path / "table.txt").read_text()
+    assert "64 in flight x 200 ms upstream (ideal 320 rps)" in table
+    assert "custom-llm-proxy → slow" in table and "RSS (process tree)" in table
+    assert "vs direct" in table
