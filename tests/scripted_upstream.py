@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from app.http_client import Target, prepare_post
@@ -194,3 +194,17 @@ def refused_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+ServeFactory = Callable[..., Coroutine[Any, Any, Upstream]]
+
+
+@contextlib.asynccontextmanager
+async def upstreams() -> AsyncIterator[ServeFactory]:
+    """`start(handler, tls=...)` starts an `Upstream`; all of them stop when the block ends."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(handler: Handler, *, tls: ssl.SSLContext | None = None) -> Upstream:
+            return await stack.enter_async_context(Upstream(handler, tls=tls))
+
+        yield start

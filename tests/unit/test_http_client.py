@@ -35,7 +35,16 @@ from app.http_client import (
     prepare_post,
 )
 from tests.recording_transport import RecordingTransport
-from tests.scripted_upstream import Handler, Peer, Upstream, answer, held, refused_port, reply
+from tests.scripted_upstream import (
+    Handler,
+    Peer,
+    ServeFactory,
+    Upstream,
+    answer,
+    held,
+    refused_port,
+    reply,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -59,19 +68,6 @@ async def post_expiring_once_seen(pool: HTTPPool, server: Upstream) -> http_clie
             return await post(pool, server)
         finally:
             seen.cancel()
-
-
-ServeFactory = Callable[..., Coroutine[Any, Any, Upstream]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[ServeFactory]:
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def start(handler: Handler, *, tls: ssl.SSLContext | None = None) -> Upstream:
-            return await stack.enter_async_context(Upstream(handler, tls=tls))
-
-        yield start
 
 
 @pytest.fixture

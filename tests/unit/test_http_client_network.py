@@ -9,9 +9,8 @@ absolute-form POST for http).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -28,11 +27,9 @@ from tests.network_pieces import (
     make_certificates,
     running_tinyproxy,
 )
-from tests.scripted_upstream import Handler, Upstream, answer, refused_port, reply
+from tests.scripted_upstream import ServeFactory, answer, refused_port, reply
 
 pytestmark = pytest.mark.timeout(20)
-
-ServeFactory = Callable[..., Coroutine[Any, Any, Upstream]]
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +47,6 @@ def tinyproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tinyproxy]:
 def auth_tinyproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tinyproxy]:
     with running_tinyproxy(tmp_path_factory.mktemp("tinyproxy-auth"), auth=True) as proxy:
         yield proxy
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[ServeFactory]:
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def start(handler: Handler, *, tls: ssl.SSLContext | None = None) -> Upstream:
-            return await stack.enter_async_context(Upstream(handler, tls=tls))
-
-        yield start
 
 
 @pytest.fixture

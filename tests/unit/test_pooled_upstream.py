@@ -1,13 +1,13 @@
 """PooledUpstream against scripted servers: what it sends, what it returns, how failures map.
 
-The scripted server (`Upstream`) and its helpers live in test_http_client.py.
+The scripted server (`Upstream`) and its helpers live in tests/scripted_upstream.py; the
+`serve` fixture in conftest.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -16,21 +16,18 @@ import pytest
 from app.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
 from app.http_client import ConnectFailed, ConnectionBroken, Origin, Target, prepare_post
 from app.upstream import PooledUpstream, UpstreamEndpoint, UpstreamRequest, UpstreamResponse
-from tests.scripted_upstream import Handler, Peer, Upstream, answer, held, refused_port, reply
+from tests.scripted_upstream import (
+    Handler,
+    Peer,
+    ServeFactory,
+    Upstream,
+    answer,
+    held,
+    refused_port,
+    reply,
+)
 
 pytestmark = pytest.mark.timeout(10)
-
-ServeFactory = Callable[[Handler], Coroutine[Any, Any, Upstream]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[ServeFactory]:
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def start(handler: Handler) -> Upstream:
-            return await stack.enter_async_context(Upstream(handler))
-
-        yield start
 
 
 @pytest.fixture
