@@ -35,7 +35,6 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -46,6 +45,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from app.proxy_url import parse_proxy
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -83,19 +84,10 @@ def _check_headers(value: dict[str, str]) -> dict[str, str]:
 
 
 def _check_proxy_url(value: str | None) -> str | None:
-    """An http:// forward proxy URL, optionally with user:password. The message never
+    """A forward proxy URL that `app.proxy_url.parse_proxy` accepts; its message never
     repeats the value: it may hold a password."""
-    if value is None:
-        return None
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ValueError("not a valid proxy URL (http://[user:password@]host:port)") from None
-    if parts.scheme != "http":
-        raise ValueError("only http:// proxies are supported (the CONNECT tunnel carries TLS)")
-    if not parts.hostname or port is None or (parts.path not in ("", "/")) or parts.query:
-        raise ValueError("a proxy URL is http://[user:password@]host:port, nothing more")
+    if value is not None:
+        parse_proxy(value)
     return value
 
 

@@ -21,42 +21,20 @@ a ConfigError naming the model and the field. No `tls`: the pool's context, the 
 
 from __future__ import annotations
 
-import base64
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 # Not in typeshed, but public since Python 3.1 and what urllib itself uses on Linux.
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 from app.config import ConfigError, TLSConfig
 from app.http_client import Proxy
+from app.proxy_url import parse_proxy
 
 _ENV_NAMES = {"http": "HTTP_PROXY", "https": "HTTPS_PROXY"}
-
-
-def parse_proxy(url: str) -> Proxy:
-    """A Proxy from `http://[user:password@]host:port`; ValueError (never repeating the URL,
-    which may hold a password) when it is not one."""
-    if "://" not in url:
-        url = "http://" + url
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValueError("not a valid proxy URL (http://[user:password@]host:port)") from None
-    if parts.scheme != "http":
-        raise ValueError("only http:// proxies are supported (the CONNECT tunnel carries TLS)")
-    if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query:
-        raise ValueError("a proxy URL is http://[user:password@]host:port, nothing more")
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    authorization = None
-    if parts.username is not None or parts.password is not None:
-        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-        authorization = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
-    return Proxy(parts.hostname, port, f"http://{host}:{port}", authorization)
 
 
 @dataclass(frozen=True, slots=True)
