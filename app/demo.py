@@ -5,11 +5,12 @@ request at once. The thread has its own event loop; uvicorn skips signal handlin
 thread, so the proxy's own server keeps SIGINT/SIGTERM.
 
 `running_demo_upstream()` stops the server and waits for its thread before the process exits. A
-thread still running its event loop while the interpreter tears itself down may wake (a timer,
-a closed connection) into a half-finalized runtime and crash the process with SIGSEGV: CPython
-cannot make daemon threads safe at exit (python/cpython#110052, #124619), and uvloop's callbacks
-from libuv enter Python through `PyGILState_Ensure`. With `serve --workers N` this thread runs in
-the supervisor, PID 1 of the container, whose crash is the container's exit code 139.
+thread still running its event loop while the interpreter tears itself down crashes the process
+when it wakes (uvicorn's 100 ms tick, a closed connection) in the last moments of the teardown:
+uvloop's callbacks from libuv enter Python through `PyGILState_Ensure`, which by then finds no
+interpreter and dereferences NULL (gdb: `new_threadstate (interp=0x0)`; python/cpython#124619).
+With `serve --workers N` this thread ran in the supervisor, PID 1 of the container, whose
+SIGSEGV is the container's exit code 139.
 """
 
 from __future__ import annotations
