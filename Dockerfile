@@ -39,11 +39,13 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
 FROM python:3.11-slim-bookworm AS runtime
 
 # No .pyc written at run time (the venv is read-only to the user; pip compiled it at build time);
-# logs leave unbuffered, one JSON object per line. Inside a container the proxy listens on every
-# interface.
+# logs leave unbuffered, one JSON object per line; a fatal signal (SIGSEGV, SIGABRT, ...) in any
+# process writes every thread's Python traceback to the log before it ends (faulthandler: free
+# until then). Inside a container the proxy listens on every interface.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONFAULTHANDLER=1 \
     PROXY_HOST=0.0.0.0 \
     PROXY_PORT=8000 \
     PROXY_WORKERS=1 \

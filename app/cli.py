@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,24 +183,24 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.config is None and DEFAULT_CONFIG.is_file():
         os.environ["PROXY_CONFIG"] = str(DEFAULT_CONFIG)  # the container's mount point
         settings = Settings()
-    if settings.config is None and settings.api_base is None:
-        from app.demo import start_demo_upstream
+    # What is started here is stopped here, in reverse order, before the interpreter exits.
+    with ExitStack() as started:
+        if settings.config is None and settings.api_base is None:
+            from app.demo import running_demo_upstream
 
-        url = start_demo_upstream()
-        os.environ["PROXY_DEMO_UPSTREAM"] = url
-        settings = Settings()
-        log.info(
-            "no config and no PROXY_API_BASE: serving model 'demo' from the built-in mock "
-            "upstream at %s",
-            url,
-        )
-    _log_open_files(*raise_open_file_limit())  # worker processes inherit the limit
-    metrics_dir = _share_metrics(settings.workers)  # before any metric is written
-    try:
-        return _run(settings)
-    finally:
+            url = started.enter_context(running_demo_upstream())
+            os.environ["PROXY_DEMO_UPSTREAM"] = url
+            settings = Settings()
+            log.info(
+                "no config and no PROXY_API_BASE: serving model 'demo' from the built-in mock "
+                "upstream at %s",
+                url,
+            )
+        _log_open_files(*raise_open_file_limit())  # worker processes inherit the limit
+        metrics_dir = _share_metrics(settings.workers)  # before any metric is written
         if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            started.callback(shutil.rmtree, metrics_dir, ignore_errors=True)
+        return _run(settings)
 
 
 def _run(settings: Settings) -> int:

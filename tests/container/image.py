@@ -28,6 +28,7 @@ STOP_TIMEOUT = 10  # podman stop's own grace period before SIGKILL
 STOP_LIMIT = 5.0  # what "cleanly within a few seconds" means here
 CONFIG_MOUNT = "/etc/custom-llm-proxy/config.yaml"
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "tcc")
+_LOG_TAIL = 3000  # characters of a container's log shown in a failure
 
 # Paths the image's own layers must not add: caches, wheels, sources, compiled-file litter.
 _LITTER = re.compile(
@@ -66,6 +67,7 @@ def _check_metadata(engine: Engine, report: Report) -> None:
         "ports": "{{range $p, $v := .Config.ExposedPorts}}{{$p}} {{end}}",
         "entrypoint": "{{.Config.Entrypoint}}",
         "healthcheck": "{{.Config.Healthcheck}}",
+        "env": "{{.Config.Env}}",
     }
     seen = {
         name: engine.run("image", "inspect", "--format", template, TAG, timeout=30).stdout.strip()
@@ -76,9 +78,11 @@ def _check_metadata(engine: Engine, report: Report) -> None:
     expect(seen["ports"] == "8000/tcp", f"exposed ports: {seen['ports']!r}")
     expect(seen["entrypoint"] == "[custom-llm-proxy]", f"entrypoint: {seen['entrypoint']!r}")
     expect("/health" in seen["healthcheck"], f"HEALTHCHECK: {seen['healthcheck']!r}")
+    env = seen["env"].strip("[]").split()
+    expect("PYTHONFAULTHANDLER=1" in env, f"the image's environment has no faulthandler: {env}")
     report.ok(
         f"image config: user {seen['user']}, EXPOSE 8000, ENTRYPOINT custom-llm-proxy, "
-        "HEALTHCHECK on /health"
+        "HEALTHCHECK on /health, faulthandler on"
     )
 
 
@@ -195,10 +199,13 @@ def _check_stop(engine: Engine, name: str, how: str, report: Report) -> None:
     engine.run("stop", "-t", str(STOP_TIMEOUT), name, timeout=STOP_TIMEOUT + 30)
     took = time.monotonic() - started
     code = engine.run("inspect", "--format", "{{.State.ExitCode}}", name, timeout=30).stdout.strip()
-    logs = _logs(engine, name)
+    full_logs = _logs(engine, name)
+    logs = full_logs[-_LOG_TAIL:]
     # PID 1 ignores the SIGTERM uvicorn re-raises after its shutdown, so 0; 143 would also be
     # a clean end, 137 is podman's SIGKILL after the grace period.
     expect(code in ("0", "143"), f"exit code {code} after podman stop; logs:\n{logs}")
+    # faulthandler's report of a crash in any of the container's processes (a worker's too)
+    expect("Fatal Python error" not in full_logs, f"a process crashed; logs:\n{logs}")
     expect(took < STOP_LIMIT, f"podman stop took {took:.1f} s (limit {STOP_LIMIT:g} s)")
     expect("Finished server process" in logs, f"no graceful shutdown in the logs:\n{logs}")
     report.ok(f"[{how}] SIGTERM: graceful shutdown, exit code {code}, stop took {took:.2f} s")
@@ -212,12 +219,14 @@ def _exited(engine: Engine, name: str) -> str | None:
         ).stdout.strip()
     except CommandFailed as exc:
         raise CheckFailed(f"container {name} is gone: {exc}") from exc
-    return None if running == "true" else f"container stopped; logs:\n{_logs(engine, name)}"
+    if running == "true":
+        return None
+    return f"container stopped; logs:\n{_logs(engine, name)[-_LOG_TAIL:]}"
 
 
 def _logs(engine: Engine, name: str) -> str:
     result = engine.run("logs", name, timeout=30, check=False)
-    return (result.stdout + result.stderr)[-3000:]
+    return result.stdout + result.stderr
 
 
 def _image_size(engine: Engine, image: str) -> int:

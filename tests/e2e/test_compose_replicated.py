@@ -10,6 +10,10 @@ match exactly once, so a changed file fails here instead of being tested in anot
 What holds: the key's per-minute budget is spent once across both replicas, nginx round-robins
 to both, request ids pass through in both directions, streams arrive as they are written, and
 with one replica gone the other serves everything.
+
+Access lines are written after the answer has left (nginx's log phase; the proxy's line after
+the last byte is sent), so a client holding its answer may find them not yet written: the tests
+wait until every request they sent is logged, then count.
 """
 
 from __future__ import annotations
@@ -79,6 +83,10 @@ class Stack:
 
     def access_lines(self) -> list[str]:
         return self.access_log.read_text(encoding="utf-8").splitlines()
+
+    def api_lines(self) -> list[str]:
+        """nginx's access lines of chat completions (not of the start-up's /health polls)."""
+        return [line for line in self.access_lines() if '"POST /v1/chat/completions ' in line]
 
 
 def rewrite(text: str, old: str, new: str) -> str:
@@ -206,6 +214,18 @@ def access_entries(server: Server) -> list[dict[str, Any]]:
     return [line for line in lines if line["logger"] == "app.access"]
 
 
+def replicas_entries(stack: Stack) -> list[dict[str, Any]]:
+    """Both replicas' access-log lines."""
+    return [line for server in stack.replicas.values() for line in access_entries(server)]
+
+
+def wait_logged(stack: Stack, requests: int) -> None:
+    """Wait until nginx and the replicas have logged `requests` chat completions each (their
+    lines are written after the answers leave, see the module docstring)."""
+    wait_until(lambda: len(stack.api_lines()) >= requests)
+    wait_until(lambda: len(replicas_entries(stack)) >= requests)
+
+
 def test_the_key_spends_its_budget_once_across_both_replicas(stack: Stack) -> None:
     rpm = KEY["rpm"]
     with ThreadPoolExecutor(8) as pool:
@@ -213,6 +233,7 @@ def test_the_key_spends_its_budget_once_across_both_replicas(stack: Stack) -> No
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] * rpm + [429] * 10
+    wait_logged(stack, rpm + 10)
     refused = next(response for response in responses if response.status_code == 429)
     error = refused.json()["error"]
     assert error["code"] == "rate_limit_exceeded"
@@ -222,7 +243,7 @@ def test_the_key_spends_its_budget_once_across_both_replicas(stack: Stack) -> No
         for name, server in stack.replicas.items()
     }
     assert sum(served.values()) == rpm and all(served.values()), f"round-robin? {served}"
-    upstreams = set(re.findall(r"upstream=([\d.]+:\d+)", "\n".join(stack.access_lines())))
+    upstreams = set(re.findall(r"upstream=([\d.]+:\d+)", "\n".join(stack.api_lines())))
     assert upstreams == {f"127.0.0.1:{server.port}" for server in stack.replicas.values()}
 
 
@@ -234,10 +255,10 @@ def test_request_ids_pass_through_nginx_and_the_proxy(stack: Stack) -> None:
     made = chat(stack)  # no id: nginx's $request_id, 32 hex digits, logged by both
     request_id = made.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id), request_id
+    wait_logged(stack, 2)
     for wanted in ("clp-compose-e2e-1", request_id):
-        assert any(f"request_id={wanted} " in line for line in stack.access_lines())
-        logged = [line for server in stack.replicas.values() for line in access_entries(server)]
-        assert [line["request_id"] for line in logged].count(wanted) == 1
+        assert sum(f"request_id={wanted} " in line for line in stack.api_lines()) == 1
+        assert [line["request_id"] for line in replicas_entries(stack)].count(wanted) == 1
 
 
 def test_streams_pass_through_as_they_are_written(stack: Stack) -> None:
@@ -265,4 +286,5 @@ def test_one_replica_gone_the_other_serves_everything(stack: Stack) -> None:
     statuses = [chat(stack).status_code for _ in range(6)]
 
     assert statuses == [200] * 6  # a refused connection moves on to the other replica
+    wait_until(lambda: len(access_entries(staying)) >= 6)
     assert sum(1 for line in access_entries(staying) if line["status"] == 200) == 6
