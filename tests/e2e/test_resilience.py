@@ -229,6 +229,8 @@ def test_the_sdk_sees_overloaded_as_a_retryable_server_error(
             for _ in range(4)
         ]
         wait_until(lambda: mock_stats(mocks["slow"])["in_flight"] == 2)
+        # and the other two in the proxy, past the upstream's two (they may arrive after them)
+        wait_until(lambda: requests_in_flight(proxy, "narrow") == 4)
         with (
             openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="x", max_retries=0) as sdk,
             pytest.raises(openai.InternalServerError) as caught,
@@ -238,6 +240,17 @@ def test_the_sdk_sees_overloaded_as_a_retryable_server_error(
 
     assert caught.value.status_code == 503
     assert caught.value.code == "overloaded"
+
+
+def requests_in_flight(proxy: Server, model: str) -> float:
+    """The proxy's `proxy_requests_in_flight` gauge for a model."""
+    text = httpx.get(f"{proxy.url}/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "proxy_requests_in_flight" and sample.labels == {"model": model}
+    )
 
 
 def test_upstream_retry_after_reaches_the_client(proxy: Server, mocks: dict[str, Server]) -> None:
