@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app import __version__
+from app import __version__, gc_tuning
 from app.auth import KeyChecker
 from app.config import ProxyConfig, load_config, with_extra_keys
 from app.dispatch import Dispatcher
@@ -136,8 +135,11 @@ def create_app(
         _log_proxies(router)
         limiter = limits.start() if limits is not None else None
         upstream = upstream_factory(config)
+        gc_follower = None
         if tune_gc:
-            _tune_gc()
+            gc_tuning.tune_gc()
+            gc_follower = gc_tuning.ThresholdFollower(telemetry.in_flight)
+            gc_follower.start()
         app.proxy = ProxyState(
             config=config,
             router=router,
@@ -152,6 +154,8 @@ def create_app(
         try:
             yield
         finally:
+            if gc_follower is not None:
+                gc_follower.stop()
             telemetry.close()
             await upstream.aclose()
             if limiter is not None:
@@ -223,11 +227,3 @@ def _log_proxies(router: Router) -> None:
                     endpoint.url,
                     endpoint.proxy.display,
                 )
-
-
-def _tune_gc() -> None:
-    """Everything built at start-up lives as long as the process: keep the collector off it,
-    and collect the young generation less often. Per-request garbage is acyclic and freed by
-    reference counting; the collector only finds the rare cycle. Worth ~7 % of throughput."""
-    gc.freeze()
-    gc.set_threshold(10_000, 50, 100)

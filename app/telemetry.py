@@ -274,6 +274,10 @@ class Telemetry:
                 child = metrics.UPSTREAM_SECONDS.labels(deployment.model, deployment.label)
                 histogram.flush_into(child)
 
+    def in_flight(self) -> int:
+        """Requests being served now, every model."""
+        return sum(stats.in_flight for stats in self._models.values())
+
     def start_flushing(self) -> None:
         """With several workers, flush every FLUSH_SECONDS: a scrape reads the other workers'
         figures from their files. (With one, the scrape's own flush is enough.)"""

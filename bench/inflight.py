@@ -33,6 +33,7 @@ import functools
 import json
 import os
 import resource
+import shlex
 import signal
 import sys
 import time
@@ -73,6 +74,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--compare-config",
         type=Path,
         help="then the same row through the proxy with this config (e.g. a pool cap), same run",
+    )
+    add(
+        "--compare-cmd",
+        help="the compared proxy's command instead of ours (e.g. an older checkout's "
+        "`sh -c 'cd /tmp/base && exec .venv/bin/python -m app \"$@\"' sh`); `serve --config "
+        "... --port ...` is appended",
     )
     add("--compare-label", help="its name in the table [with <file name>]")
     add("--slow-port", type=int, default=0, help="[0: a free port]")
@@ -135,10 +142,11 @@ class InFlight:
         self.start_upstream()
         slow = f"http://127.0.0.1:{args.slow_port}/"
         self.measure(Scenario("direct", "slow", args.conc, slow, "llama-slow"), None)
-        proxies = [self.measure_proxy("proxy", "custom-llm-proxy", args.config)]
+        proxies = [self.measure_proxy("proxy", "custom-llm-proxy", args.config, _proxy_command())]
         if args.compare_config is not None:
             label = args.compare_label or f"with {args.compare_config.name}"
-            proxies.append(self.measure_proxy("compare", label, args.compare_config))
+            command = shlex.split(args.compare_cmd) if args.compare_cmd else _proxy_command()
+            proxies.append(self.measure_proxy("compare", label, args.compare_config, command))
         self.servers.stop_all()
         add_ratios(self.rows, ideal_rps(args))
         table = render_table(self.header(), self.rows, proxies)
@@ -163,9 +171,11 @@ class InFlight:
             server=server,
         )
 
-    def measure_proxy(self, target: str, label: str, config: Path) -> report.ProxyRun:
-        """Start `serve --config CONFIG` on the proxy CPU, measure its row, stop it."""
-        argv = [*_proxy_command(), "serve", "--config", str(config)]
+    def measure_proxy(
+        self, target: str, label: str, config: Path, command: list[str]
+    ) -> report.ProxyRun:
+        """Start `COMMAND serve --config CONFIG` on the proxy CPU, measure its row, stop it."""
+        argv = [*command, "serve", "--config", str(config)]
         argv += ["--port", str(self.args.proxy_port)]
         proxy = report.ProxyRun(
             label,

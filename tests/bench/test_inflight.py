@@ -49,3 +49,30 @@ def test_inflight_row_gives_its_figures(tmp_path: Path) -> None:
     assert "64 in flight x 200 ms upstream (ideal 320 rps)" in table
     assert "custom-llm-proxy → slow" in table and "RSS (process tree)" in table
     assert "vs direct" in table
+
+
+@pytest.mark.skipif(
+    bool(MISSING), reason=f"the benchmark needs {', '.join(MISSING)} (apt-get install wrk)"
+)
+@pytest.mark.timeout(180)
+def test_compare_cmd_measures_another_command_in_the_same_run(tmp_path: Path) -> None:
+    other = f"{sys.executable} -m app"  # e.g. an older checkout's, from its own directory
+    command = [sys.executable, str(ROOT / "bench" / "inflight.py"), "--conc", "32"]
+    command += ["--delay-ms", "200", "--duration", "2", "--quiet-wait", "0", "--out", str(tmp_path)]
+    command += ["--compare-config", str(ROOT / "bench" / "proxy_config.yaml")]
+    command += ["--compare-cmd", other, "--compare-label", "other checkout"]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["problems"] == []
+    rows = {row["target"]: row for row in results["rows"]}
+    assert set(rows) == {"direct", "proxy", "compare"}
+    assert rows["compare"]["requests"] > 0 and rows["compare"]["errors"] == 0
+    ours, compared = results["proxies"]
+    assert compared["label"] == "other checkout"
+    assert compared["command"].startswith(other + " serve --config ")
+    assert not ours["command"].startswith(other)
+    assert "other checkout → slow" in (tmp_path / "table.txt").read_text()

@@ -148,6 +148,14 @@ def test_in_flight_follows_bind_and_finish() -> None:
     assert value("proxy_requests_in_flight", model="tele-busy") == 1
 
 
+def test_in_flight_sums_every_model() -> None:
+    tele = Telemetry()
+    for model in ("tele-sum-a", "tele-sum-b", "tele-sum-b"):
+        start(tele).bind(route_for(model), stream=False)
+    start(tele)  # no model yet: not counted
+    assert tele.in_flight() == 3
+
+
 def test_a_request_without_a_model_counts_under_the_empty_model() -> None:
     tele = Telemetry()
     before = value("proxy_requests_total", model="", key="", status="401")
