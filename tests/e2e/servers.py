@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 START_DEADLINE = 30.0
 STOP_DEADLINE = 10.0
@@ -151,6 +153,12 @@ def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(POLL_INTERVAL)
+
+
+def scrape(server: Server) -> list[Sample]:
+    """Every sample the server's /metrics shows now."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
 def mock_stats(server: Server) -> dict[str, int]:

@@ -21,9 +21,8 @@ import openai
 import orjson
 import pytest
 import pytest_asyncio
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.servers import Server, clean_env, serve_config, wait_until
+from tests.e2e.servers import Server, clean_env, scrape, serve_config, wait_until
 from tests.scripted_upstream import Peer, Upstream
 from tests.waiting import until
 
@@ -124,11 +123,9 @@ def _access_line(proxy: Server, request_id: str) -> dict[str, Any]:
 
 def _requests(proxy: Server, model: str) -> dict[str, float]:
     """proxy_requests_total for the model, by status."""
-    text = httpx.get(f"{proxy.url}/metrics", timeout=5).text
     return {
         sample.labels["status"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
+        for sample in scrape(proxy)
         if sample.name == "proxy_requests_total" and sample.labels["model"] == model
     }
 

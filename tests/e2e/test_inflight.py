@@ -12,9 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.servers import Server, clean_env, free_port, running_mock, serve_config, start_server
+from tests.e2e.servers import (
+    Server,
+    clean_env,
+    free_port,
+    running_mock,
+    scrape,
+    serve_config,
+    start_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -25,12 +32,8 @@ REQUESTS = 6  # at once, each held 1 s by the upstream: four wait for a connecti
 
 def metric_samples(server: Server, name: str) -> dict[str, float]:
     """The values of one metric's samples by their `upstream` label."""
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
     return {
-        sample.labels["upstream"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
+        sample.labels["upstream"]: sample.value for sample in scrape(server) if sample.name == name
     }
 
 

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.servers import (
     MOCK_READY,
@@ -26,6 +25,7 @@ from tests.e2e.servers import (
     free_port,
     launch_mock,
     mock_stats,
+    scrape,
     serve_config,
     wait_until,
 )
@@ -244,11 +244,9 @@ def test_the_sdk_sees_overloaded_as_a_retryable_server_error(
 
 def requests_in_flight(proxy: Server, model: str) -> float:
     """The proxy's `proxy_requests_in_flight` gauge for a model."""
-    text = httpx.get(f"{proxy.url}/metrics", timeout=10).text
     return sum(
         sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
+        for sample in scrape(proxy)
         if sample.name == "proxy_requests_in_flight" and sample.labels == {"model": model}
     )
 
@@ -374,11 +372,9 @@ def test_cooldown_skips_a_dead_deployment_then_a_probe_brings_it_back(log_dir: P
 
 def deployment_metrics(proxy: Server, model: str, deployment: str) -> dict[str, float]:
     """The proxy's per-deployment samples for one deployment, by name."""
-    text = httpx.get(f"{proxy.url}/metrics", timeout=10).text
     return {
         sample.name: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
+        for sample in scrape(proxy)
         if sample.labels == {"model": model, "deployment": deployment}
     }
 
