@@ -1,0 +1,192 @@
+"""Agent frameworks driven against an OpenAI-compatible base URL, one function a case.
+
+The same cases record what each framework sends (`record_agent_requests.py`, against a canned
+model) and prove the proxy end to end (tests/e2e/test_agent_frameworks.py, against `serve` and
+`mock-upstream`). Each returns what the framework produced; the caller asserts on it.
+instructor runs in its own virtualenv (it pins an older `openai`): see `instructor_client.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+QUESTION = "What is the weather in Paris today?"
+TRIP_REQUEST = "Plan a trip for Ada through Lyon by train."
+CLIENTS_DIR = Path(__file__).parent
+
+
+class City(BaseModel):
+    name: str = Field(description="the city's name")
+    country: str
+
+
+class Trip(BaseModel):
+    """A trip plan: who travels, for how long, where and how."""
+
+    traveller: str = Field(description="the traveller's name")
+    days: int
+    cities: list[City]
+    mode: Literal["train", "plane", "car"]
+
+
+@dataclass
+class WeatherTool:
+    """get_weather as a Python function that notes every call (one instance a run)."""
+
+    calls: list[str] = field(default_factory=list)
+
+    def get_weather(self, city: str) -> str:
+        """Get the current weather in a city."""
+        self.calls.append(city)
+        return self.result(city)
+
+    @staticmethod
+    def result(city: str) -> str:
+        return f"Sunny and 21 degrees in {city}"
+
+
+def _chat_openai(base_url: str, api_key: str) -> Any:
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(model="agent", base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
+
+
+def _weather_lc_tool(tool: WeatherTool) -> Any:
+    from langchain_core.tools import StructuredTool
+
+    return StructuredTool.from_function(tool.get_weather, name="get_weather")
+
+
+def langchain_bind_tools(base_url: str, api_key: str) -> Any:
+    """ChatOpenAI.bind_tools: the AIMessage with the model's tool calls."""
+    model = _chat_openai(base_url, api_key).bind_tools([_weather_lc_tool(WeatherTool())])
+    return model.invoke(QUESTION)
+
+
+def langchain_stream_tools(base_url: str, api_key: str) -> Any:
+    """ChatOpenAI(streaming) with bind_tools: the chunks added up into one message."""
+    model = _chat_openai(base_url, api_key).bind_tools([_weather_lc_tool(WeatherTool())])
+    message = None
+    for chunk in model.stream(QUESTION):
+        message = chunk if message is None else message + chunk
+    return message
+
+
+def langchain_agent(base_url: str, api_key: str) -> tuple[list[Any], WeatherTool]:
+    """create_agent's loop: the messages of the run, and the tool with the calls it got."""
+    from langchain.agents import create_agent
+
+    tool = WeatherTool()
+    agent = create_agent(
+        _chat_openai(base_url, api_key),
+        tools=[_weather_lc_tool(tool)],
+        system_prompt="You answer questions about the weather; use the tool.",
+    )
+    state = agent.invoke({"messages": [{"role": "user", "content": QUESTION}]})
+    return state["messages"], tool
+
+
+def langchain_structured(base_url: str, api_key: str) -> Any:
+    """with_structured_output(Trip) with its default method: a Trip."""
+    model = _chat_openai(base_url, api_key).with_structured_output(Trip)
+    return model.invoke(TRIP_REQUEST)
+
+
+def pydantic_ai_output(base_url: str, api_key: str) -> Any:
+    """A pydantic-ai Agent with output_type=Trip on its OpenAI chat model: the run's output."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    provider = OpenAIProvider(base_url=base_url, api_key=api_key)
+    agent = Agent(OpenAIChatModel("agent", provider=provider), output_type=Trip, retries=0)
+    return agent.run_sync(TRIP_REQUEST).output
+
+
+def pydantic_ai_tool_and_output(base_url: str, api_key: str) -> tuple[Any, WeatherTool]:
+    """A pydantic-ai Agent with a function tool and output_type=WeatherReport: the output and
+    the tool with the calls it got."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    tool = WeatherTool()
+    provider = OpenAIProvider(base_url=base_url, api_key=api_key)
+    agent = Agent(
+        OpenAIChatModel("agent", provider=provider),
+        output_type=WeatherReport,
+        tools=[tool.get_weather],
+        retries=0,
+    )
+    return agent.run_sync(QUESTION).output, tool
+
+
+def openai_agents(base_url: str, api_key: str) -> tuple[Any, WeatherTool]:
+    """An Agents SDK agent on OpenAIChatCompletionsModel with a function tool and output_type:
+    the final output and the tool with the calls it got. Tracing is off (no export)."""
+    return asyncio.run(_openai_agents(base_url, api_key))
+
+
+class WeatherReport(BaseModel):
+    city: str
+    summary: str
+
+
+async def _openai_agents(
+    base_url: str, api_key: str, *, streamed: bool = False
+) -> tuple[Any, WeatherTool]:
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)
+    tool = WeatherTool()
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
+        agent = Agent(
+            name="weather",
+            instructions="Answer with the weather report; call get_weather first.",
+            model=OpenAIChatCompletionsModel(model="agent", openai_client=client),
+            tools=[function_tool(tool.get_weather, name_override="get_weather")],
+            output_type=WeatherReport,
+        )
+        if not streamed:
+            result = await Runner.run(agent, QUESTION, max_turns=4)
+            return result.final_output, tool
+        stream = Runner.run_streamed(agent, QUESTION, max_turns=4)
+        async for _event in stream.stream_events():
+            pass
+        return stream.final_output, tool
+
+
+def openai_agents_streamed(base_url: str, api_key: str) -> tuple[Any, WeatherTool]:
+    """The same agent run with Runner.run_streamed (every event consumed)."""
+    return asyncio.run(_openai_agents(base_url, api_key, streamed=True))
+
+
+def instructor_run(python: Path, base_url: str, api_key: str) -> dict[str, Any]:
+    """`instructor_client.py` run by `python` (the instructor virtualenv): its printed JSON."""
+    env = {**os.environ, "AGENT_BASE_URL": base_url, "AGENT_API_KEY": api_key}
+    done = subprocess.run(
+        [str(python), str(CLIENTS_DIR / "instructor_client.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"instructor client failed:\n{done.stdout}\n{done.stderr}"
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
