@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+MODEL = "agent"
 QUESTION = "What is the weather in Paris today?"
 TRIP_REQUEST = "Plan a trip for Ada through Lyon by train."
 CLIENTS_DIR = Path(__file__).parent
@@ -37,6 +38,11 @@ class Trip(BaseModel):
     mode: Literal["train", "plane", "car"]
 
 
+class WeatherReport(BaseModel):
+    city: str
+    summary: str
+
+
 @dataclass
 class WeatherTool:
     """get_weather as a Python function that notes every call (one instance a run)."""
@@ -53,10 +59,10 @@ class WeatherTool:
         return f"Sunny and 21 degrees in {city}"
 
 
-def _chat_openai(base_url: str, api_key: str) -> Any:
+def _chat_openai(base_url: str, api_key: str, model: str) -> Any:
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(model="agent", base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
+    return ChatOpenAI(model=model, base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
 
 
 def _weather_lc_tool(tool: WeatherTool) -> Any:
@@ -65,28 +71,30 @@ def _weather_lc_tool(tool: WeatherTool) -> Any:
     return StructuredTool.from_function(tool.get_weather, name="get_weather")
 
 
-def langchain_bind_tools(base_url: str, api_key: str) -> Any:
+def langchain_bind_tools(base_url: str, api_key: str, model: str = MODEL) -> Any:
     """ChatOpenAI.bind_tools: the AIMessage with the model's tool calls."""
-    model = _chat_openai(base_url, api_key).bind_tools([_weather_lc_tool(WeatherTool())])
-    return model.invoke(QUESTION)
+    chat = _chat_openai(base_url, api_key, model).bind_tools([_weather_lc_tool(WeatherTool())])
+    return chat.invoke(QUESTION)
 
 
-def langchain_stream_tools(base_url: str, api_key: str) -> Any:
+def langchain_stream_tools(base_url: str, api_key: str, model: str = MODEL) -> Any:
     """ChatOpenAI(streaming) with bind_tools: the chunks added up into one message."""
-    model = _chat_openai(base_url, api_key).bind_tools([_weather_lc_tool(WeatherTool())])
+    chat = _chat_openai(base_url, api_key, model).bind_tools([_weather_lc_tool(WeatherTool())])
     message = None
-    for chunk in model.stream(QUESTION):
+    for chunk in chat.stream(QUESTION):
         message = chunk if message is None else message + chunk
     return message
 
 
-def langchain_agent(base_url: str, api_key: str) -> tuple[list[Any], WeatherTool]:
+def langchain_agent(
+    base_url: str, api_key: str, model: str = MODEL
+) -> tuple[list[Any], WeatherTool]:
     """create_agent's loop: the messages of the run, and the tool with the calls it got."""
     from langchain.agents import create_agent
 
     tool = WeatherTool()
     agent = create_agent(
-        _chat_openai(base_url, api_key),
+        _chat_openai(base_url, api_key, model),
         tools=[_weather_lc_tool(tool)],
         system_prompt="You answer questions about the weather; use the tool.",
     )
@@ -94,54 +102,59 @@ def langchain_agent(base_url: str, api_key: str) -> tuple[list[Any], WeatherTool
     return state["messages"], tool
 
 
-def langchain_structured(base_url: str, api_key: str) -> Any:
+def langchain_structured(base_url: str, api_key: str, model: str = MODEL) -> Any:
     """with_structured_output(Trip) with its default method: a Trip."""
-    model = _chat_openai(base_url, api_key).with_structured_output(Trip)
-    return model.invoke(TRIP_REQUEST)
+    chat = _chat_openai(base_url, api_key, model).with_structured_output(Trip)
+    return chat.invoke(TRIP_REQUEST)
 
 
-def pydantic_ai_output(base_url: str, api_key: str) -> Any:
+def pydantic_ai_output(base_url: str, api_key: str, model: str = MODEL) -> Any:
     """A pydantic-ai Agent with output_type=Trip on its OpenAI chat model: the run's output."""
-    from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
-
-    provider = OpenAIProvider(base_url=base_url, api_key=api_key)
-    agent = Agent(OpenAIChatModel("agent", provider=provider), output_type=Trip, retries=0)
-    return agent.run_sync(TRIP_REQUEST).output
+    output, _ = asyncio.run(_pydantic_ai(base_url, api_key, model, Trip, TRIP_REQUEST, None))
+    return output
 
 
-def pydantic_ai_tool_and_output(base_url: str, api_key: str) -> tuple[Any, WeatherTool]:
+def pydantic_ai_tool_and_output(
+    base_url: str, api_key: str, model: str = MODEL
+) -> tuple[Any, WeatherTool]:
     """A pydantic-ai Agent with a function tool and output_type=WeatherReport: the output and
     the tool with the calls it got."""
+    tool = WeatherTool()
+    output, _ = asyncio.run(_pydantic_ai(base_url, api_key, model, WeatherReport, QUESTION, tool))
+    return output, tool
+
+
+async def _pydantic_ai(
+    base_url: str,
+    api_key: str,
+    model: str,
+    output_type: type[BaseModel],
+    prompt: str,
+    tool: WeatherTool | None,
+) -> tuple[Any, WeatherTool | None]:
+    # Agent.run in asyncio.run, with a client closed at the end: run_sync would leave its own
+    # event loop open behind it.
+    from openai import AsyncOpenAI
     from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
-    tool = WeatherTool()
-    provider = OpenAIProvider(base_url=base_url, api_key=api_key)
-    agent = Agent(
-        OpenAIChatModel("agent", provider=provider),
-        output_type=WeatherReport,
-        tools=[tool.get_weather],
-        retries=0,
-    )
-    return agent.run_sync(QUESTION).output, tool
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
+        chat_model = OpenAIChatModel(model, provider=OpenAIProvider(openai_client=client))
+        tools = [tool.get_weather] if tool is not None else []
+        agent = Agent(chat_model, output_type=output_type, tools=tools, retries=0)
+        result = await agent.run(prompt)
+    return result.output, tool
 
 
-def openai_agents(base_url: str, api_key: str) -> tuple[Any, WeatherTool]:
+def openai_agents(base_url: str, api_key: str, model: str = MODEL) -> tuple[Any, WeatherTool]:
     """An Agents SDK agent on OpenAIChatCompletionsModel with a function tool and output_type:
     the final output and the tool with the calls it got. Tracing is off (no export)."""
-    return asyncio.run(_openai_agents(base_url, api_key))
-
-
-class WeatherReport(BaseModel):
-    city: str
-    summary: str
+    return asyncio.run(_openai_agents(base_url, api_key, model))
 
 
 async def _openai_agents(
-    base_url: str, api_key: str, *, streamed: bool = False
+    base_url: str, api_key: str, model: str, *, streamed: bool = False
 ) -> tuple[Any, WeatherTool]:
     from agents import (
         Agent,
@@ -158,7 +171,7 @@ async def _openai_agents(
         agent = Agent(
             name="weather",
             instructions="Answer with the weather report; call get_weather first.",
-            model=OpenAIChatCompletionsModel(model="agent", openai_client=client),
+            model=OpenAIChatCompletionsModel(model=model, openai_client=client),
             tools=[function_tool(tool.get_weather, name_override="get_weather")],
             output_type=WeatherReport,
         )
@@ -171,14 +184,16 @@ async def _openai_agents(
         return stream.final_output, tool
 
 
-def openai_agents_streamed(base_url: str, api_key: str) -> tuple[Any, WeatherTool]:
+def openai_agents_streamed(
+    base_url: str, api_key: str, model: str = MODEL
+) -> tuple[Any, WeatherTool]:
     """The same agent run with Runner.run_streamed (every event consumed)."""
-    return asyncio.run(_openai_agents(base_url, api_key, streamed=True))
+    return asyncio.run(_openai_agents(base_url, api_key, model, streamed=True))
 
 
-def instructor_run(python: Path, base_url: str, api_key: str) -> dict[str, Any]:
+def instructor_run(python: Path, base_url: str, api_key: str, model: str = MODEL) -> dict[str, Any]:
     """`instructor_client.py` run by `python` (the instructor virtualenv): its printed JSON."""
-    env = {**os.environ, "AGENT_BASE_URL": base_url, "AGENT_API_KEY": api_key}
+    env = {**os.environ, "AGENT_BASE_URL": base_url, "AGENT_API_KEY": api_key, "AGENT_MODEL": model}
     done = subprocess.run(
         [str(python), str(CLIENTS_DIR / "instructor_client.py")],
         capture_output=True,

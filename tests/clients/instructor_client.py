@@ -35,7 +35,7 @@ def main() -> None:
     )
     client = instructor.from_openai(openai_client)
     trip = client.chat.completions.create(
-        model="agent",
+        model=os.environ.get("AGENT_MODEL", "agent"),
         response_model=Trip,
         max_retries=0,
         messages=[{"role": "user", "content": "Plan a trip for Ada through Lyon by train."}],
