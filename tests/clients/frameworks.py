@@ -19,7 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 MODEL = "agent"
-QUESTION = "What is the weather in Paris today?"
+CITY = "Paris"
+QUESTION = f"What is the weather in {CITY} today?"
 TRIP_REQUEST = "Plan a trip for Ada through Lyon by train."
 CLIENTS_DIR = Path(__file__).parent
 
@@ -103,8 +104,9 @@ def langchain_agent(
 
 
 def langchain_structured(base_url: str, api_key: str, model: str = MODEL) -> Any:
-    """with_structured_output(Trip) with its default method: a Trip."""
-    chat = _chat_openai(base_url, api_key, model).with_structured_output(Trip)
+    """with_structured_output(Trip) with its default method (json_schema): {"raw": the
+    AIMessage, "parsed": the Trip, "parsing_error": None or the error}."""
+    chat = _chat_openai(base_url, api_key, model).with_structured_output(Trip, include_raw=True)
     return chat.invoke(TRIP_REQUEST)
 
 
