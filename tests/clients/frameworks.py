@@ -60,10 +60,12 @@ class WeatherTool:
         return f"Sunny and 21 degrees in {city}"
 
 
-def _chat_openai(base_url: str, api_key: str, model: str) -> Any:
+def _chat_openai(base_url: str, api_key: str, model: str, **options: Any) -> Any:
     from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(model=model, base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
+    return ChatOpenAI(
+        model=model, base_url=base_url, api_key=api_key, max_retries=0, timeout=30, **options
+    )
 
 
 def _weather_lc_tool(tool: WeatherTool) -> Any:
@@ -79,8 +81,9 @@ def langchain_bind_tools(base_url: str, api_key: str, model: str = MODEL) -> Any
 
 
 def langchain_stream_tools(base_url: str, api_key: str, model: str = MODEL) -> Any:
-    """ChatOpenAI(streaming) with bind_tools: the chunks added up into one message."""
-    chat = _chat_openai(base_url, api_key, model).bind_tools([_weather_lc_tool(WeatherTool())])
+    """ChatOpenAI.stream with bind_tools, usage asked for: the chunks added up into one message."""
+    chat = _chat_openai(base_url, api_key, model, stream_usage=True)
+    chat = chat.bind_tools([_weather_lc_tool(WeatherTool())])
     message = None
     for chunk in chat.stream(QUESTION):
         message = chunk if message is None else message + chunk
@@ -110,10 +113,35 @@ def langchain_structured(base_url: str, api_key: str, model: str = MODEL) -> Any
     return chat.invoke(TRIP_REQUEST)
 
 
+def langchain_structured_function_calling(base_url: str, api_key: str, model: str = MODEL) -> Any:
+    """with_structured_output(Trip, method="function_calling"): a named tool, one call only."""
+    chat = _chat_openai(base_url, api_key, model)
+    return chat.with_structured_output(Trip, method="function_calling").invoke(TRIP_REQUEST)
+
+
 def pydantic_ai_output(base_url: str, api_key: str, model: str = MODEL) -> Any:
     """A pydantic-ai Agent with output_type=Trip on its OpenAI chat model: the run's output."""
     output, _ = asyncio.run(_pydantic_ai(base_url, api_key, model, Trip, TRIP_REQUEST, None))
     return output
+
+
+def pydantic_ai_streamed_output(base_url: str, api_key: str, model: str = MODEL) -> Any:
+    """The output_type=Trip agent run with run_stream: (the output, the run's usage)."""
+    return asyncio.run(_pydantic_ai_streamed(base_url, api_key, model))
+
+
+async def _pydantic_ai_streamed(base_url: str, api_key: str, model: str) -> Any:
+    from openai import AsyncOpenAI
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
+        chat_model = OpenAIChatModel(model, provider=OpenAIProvider(openai_client=client))
+        agent = Agent(chat_model, output_type=Trip, retries=0)
+        async with agent.run_stream(TRIP_REQUEST) as result:
+            output = await result.get_output()
+            return output, result.usage
 
 
 def pydantic_ai_tool_and_output(

@@ -27,6 +27,8 @@ CASES: dict[str, Callable[[str, str], Any]] = {
     "langchain-create_agent": frameworks.langchain_agent,
     "langchain-structured_output": frameworks.langchain_structured,
     "pydantic_ai-output_type": frameworks.pydantic_ai_output,
+    "langchain-structured_function_calling": frameworks.langchain_structured_function_calling,
+    "pydantic_ai-streamed_output_type": frameworks.pydantic_ai_streamed_output,
     "pydantic_ai-tool_and_output_type": frameworks.pydantic_ai_tool_and_output,
     "openai_agents-tool_and_output_type": frameworks.openai_agents,
     "openai_agents-streamed": frameworks.openai_agents_streamed,

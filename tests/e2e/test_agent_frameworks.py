@@ -109,6 +109,8 @@ def test_langchain_stream_tools(agent_proxy: str) -> None:
     assert call["id"]
     assert message.response_metadata["finish_reason"] == "tool_calls"
     assert not message.invalid_tool_calls
+    assert message.usage_metadata is not None  # the usage chunk LangChain asks for came
+    assert message.usage_metadata["input_tokens"] > 0
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -135,6 +137,13 @@ def test_langchain_structured_output(agent_proxy: str) -> None:
     assert result["raw"].response_metadata["finish_reason"] == "stop"
 
 
+def test_langchain_structured_output_function_calling(agent_proxy: str) -> None:
+    # a named tool choice with parallel_tool_calls false
+    trip = frameworks.langchain_structured_function_calling(agent_proxy, API_KEY, HERMES)
+    assert isinstance(trip, Trip)
+    assert_schema_valid(trip)
+
+
 # instructor (its own virtualenv: it pins an older openai)
 
 
@@ -154,6 +163,15 @@ def test_pydantic_ai_output_type(agent_proxy: str, model: str) -> None:
     trip = frameworks.pydantic_ai_output(agent_proxy, API_KEY, model)
     assert isinstance(trip, Trip)
     assert_schema_valid(trip)
+
+
+def test_pydantic_ai_streamed_output_type(agent_proxy: str) -> None:
+    trip, usage = frameworks.pydantic_ai_streamed_output(agent_proxy, API_KEY, HERMES)
+    assert isinstance(trip, Trip)
+    assert_schema_valid(trip)
+    assert usage.requests == 1
+    assert usage.input_tokens > 0  # from the usage chunk pydantic-ai asks for
+    assert usage.output_tokens > 0
 
 
 @pytest.mark.parametrize("model", MODELS)
