@@ -19,7 +19,8 @@ Built-in formats, each checked against its reference source:
 Roles: `developer` is OpenAI's newer name for `system` and is treated as `system` everywhere.
 llama2 and mistral are trained on strict user/assistant turns, so they accept only a leading
 system message and alternating user/assistant messages ending with a user message; `tool`
-messages cannot be rendered there. llama3 renders `tool` results as `ipython` (Llama 3.1's
+messages cannot be rendered there (with tools in the request, app.tool_prompts turns the
+results into user turns for them). llama3 renders `tool` results as `ipython` (Llama 3.1's
 tool-result role); chatml keeps the role name. `raw` accepts any role. An optional "name" key
 is ignored by the built-ins and passed through to Jinja templates.
 

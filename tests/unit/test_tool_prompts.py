@@ -235,7 +235,6 @@ def test_call_prefills_end_the_prompt(name: str, fmt: str, choice: str) -> None:
         prompt, prefill = render_generation_prompt(compile_template(name), turns, spec)
         assert prefill == PREFILLS[fmt, choice]
         assert prompt.endswith(prefill)
-        assert prompt.count(prefill) >= 1
         if choice == "function":
             assert "You must call the function lookup_flight" in prompt
 
