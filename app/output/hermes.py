@@ -7,7 +7,7 @@ reads it, a little more leniently:
 - a block may hold several objects or a JSON list of them (each one call), and a ```json fence;
 - `"parameters"` is read like `"arguments"`, a missing one as `{}`, and arguments written as a
   JSON string holding an object are decoded;
-- JSON that is nearly JSON is repaired (`json_text.loads_lenient`).
+- JSON that is nearly JSON is repaired (`json_answer.loads_repairing`).
 Content is the text before the first block; text between and after blocks is dropped (vLLM
 does the same), so no markup reaches it.
 """
@@ -19,11 +19,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from app.output.json_text import loads_lenient
+from app.output.json_answer import loads_repairing
 from app.output.types import Extraction, RawCall
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
+_MAX_PROBLEMS = 5
 _SHAPE = '{"name": "<tool name>", "arguments": {<argument name>: <value>, ...}}'
 
 
@@ -39,6 +40,9 @@ def extract(text: str) -> Extraction:
         calls.extend(found)
         if problem:
             problems.append(problem)
+            if len(problems) == _MAX_PROBLEMS:  # the output fails anyway: spare the repairs
+                problems.append("(the blocks after this one were not read)")
+                break
     return Extraction(content=text[:first].strip(), calls=calls, problems=problems)
 
 
@@ -75,15 +79,12 @@ def _read_block(body: str, number: int) -> tuple[list[RawCall], str | None]:
 
 def _decode(body: str) -> Any:
     """One JSON value, several objects in a row (a list of them), or a repaired value."""
-    try:
+    with contextlib.suppress(ValueError):
         return json.loads(body)
-    except ValueError:
-        pass
     in_a_row = _objects_in_a_row(body)
     if in_a_row:
         return in_a_row
-    value, _repaired = loads_lenient(body)
-    return value
+    return loads_repairing(body)
 
 
 def _objects_in_a_row(body: str) -> list[Any] | None:
@@ -93,7 +94,7 @@ def _objects_in_a_row(body: str) -> list[Any] | None:
     while position < len(body):
         try:
             value, position = decoder.raw_decode(body, position)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         values.append(value)
         while position < len(body) and body[position] in " \t\r\n,;":
@@ -111,7 +112,7 @@ def _to_call(item: Any) -> RawCall | None:
     if isinstance(arguments, str) and arguments.lstrip().startswith("{"):
         # when it does not decode, the string stays: the checks say it is not an object
         with contextlib.suppress(ValueError, RecursionError):
-            arguments, _repaired = loads_lenient(arguments)
+            arguments = loads_repairing(arguments)
     return RawCall(name=name, arguments=arguments)
 
 

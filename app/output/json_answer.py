@@ -34,6 +34,12 @@ _MAX_MESSAGE = 240
 _CACHED_SCHEMA_CHARS = 65_536  # larger schemas are compiled each time, not kept
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _STRUCTURE = re.compile(r'\\.|[{}"]', re.DOTALL)
+_NESTING = re.compile(r'\\.|["{}\[\]]', re.DOTALL)
+# json_repair takes about a second for each thousand levels of nesting (a model stuck
+# repeating "{" writes that): beyond these, a text that is not JSON is not repaired.
+_MAX_REPAIR_CHARS = 100_000
+_MAX_REPAIR_DEPTH = 64
+_REPAIRS_TRIED = 3  # objects in one answer tried for a repair, first first
 
 
 class BadSchema(ValueError):
@@ -43,6 +49,26 @@ class BadSchema(ValueError):
 def check_schema(schema: dict[str, Any]) -> None:
     """Raise BadSchema when `schema` is not a valid JSON Schema (2020-12)."""
     _validator(schema)
+
+
+def loads_repairing(text: str) -> Any:
+    """The JSON value in `text`, repaired (`json_text.loads_lenient`) when it is nearly JSON.
+
+    Raises ValueError when it is not JSON and cannot be repaired, or when it is too long or
+    too deeply nested for a repair to take little time.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+    except ValueError:
+        pass
+    if len(text) > _MAX_REPAIR_CHARS:
+        raise ValueError(f"not JSON, and too long to repair ({len(text)} characters)")
+    if _nesting_depth(text) > _MAX_REPAIR_DEPTH:
+        raise ValueError(f"not JSON, and nested too deeply to repair (over {_MAX_REPAIR_DEPTH})")
+    value, _repaired = loads_lenient(text)
+    return value
 
 
 def read_json(text: str, schema: dict[str, Any] | None) -> tuple[str, list[str]]:
@@ -113,15 +139,16 @@ def _first_object(text: str) -> tuple[dict[str, Any], str] | None:
             return value, stripped
     spans = _top_level_spans(text)
     decoder = json.JSONDecoder()
-    for start, _end in spans:
+    for start, end in spans:
+        span = text[start:end]  # not raw_decode(text, start): its errors count lines up to start
         try:
-            value, end = decoder.raw_decode(text, start)
+            value, length = decoder.raw_decode(span)
         except (ValueError, RecursionError):
             continue
-        return value, text[start:end]  # a decoded "{…" is always a dict
-    for start, end in spans:
+        return value, span[:length]  # a decoded "{…" is always a dict
+    for start, end in spans[:_REPAIRS_TRIED]:
         try:
-            value, _repaired = loads_lenient(text[start:end])
+            value = loads_repairing(text[start:end])
         except (ValueError, RecursionError):
             continue
         return value, dumps_compact(value)
@@ -151,6 +178,24 @@ def _top_level_spans(text: str) -> list[tuple[int, int]]:
     if depth:
         spans.append((start, len(text)))
     return spans
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep objects and lists nest in `text` (strings skipped)."""
+    depth = deepest = 0
+    in_string = False
+    for mark in _NESTING.finditer(text):
+        token = mark.group()
+        if token == '"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def _validator(schema: dict[str, Any]) -> Validator:

@@ -31,3 +31,21 @@ def test_a_problem_shows_the_form_to_write() -> None:
 
     assert problem.startswith("tool call 1 is not valid JSON")
     assert '{"name": "<tool name>", "arguments": {' in problem
+
+
+def test_reading_stops_after_five_broken_blocks() -> None:
+    text = '<tool_call>{"name": "a", "arguments": {}}</tool_call>' + "<tool_call>x</tool_call>" * 7
+
+    extraction = extract(text)
+
+    assert [call.name for call in extraction.calls] == ["a"]
+    assert [problem[:12] for problem in extraction.problems[:5]] == [
+        f"tool call {n} " for n in range(2, 7)
+    ]
+    assert extraction.problems[5:] == ["(the blocks after this one were not read)"]
+
+
+def test_a_block_nested_too_deeply_to_repair_is_a_problem() -> None:
+    (problem,) = extract("<tool_call>" + "{" * 5000).problems
+
+    assert "nested too deeply to repair (over 64)" in problem
