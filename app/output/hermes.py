@@ -48,9 +48,11 @@ def extract(text: str) -> Extraction:
 
 def _blocks(text: str, start: int) -> Iterator[str]:
     """The bodies of the blocks from the one opening at `start` on."""
+    close = text.find(CLOSE, start)
     while start >= 0:
         body_start = start + len(OPEN)
-        close = text.find(CLOSE, body_start)
+        if 0 <= close < body_start:  # searched again only when passed: linear in the text
+            close = text.find(CLOSE, body_start)
         reopen = text.find(OPEN, body_start)
         if close < 0 or 0 <= reopen < close:
             end = len(text) if reopen < 0 else reopen
