@@ -7,7 +7,8 @@ reads it, a little more leniently:
 - a block may hold several objects or a JSON list of them (each one call), and a ```json fence;
 - `"parameters"` is read like `"arguments"`, a missing one as `{}`, and arguments written as a
   JSON string holding an object are decoded;
-- JSON that is nearly JSON is repaired (`json_answer.loads_repairing`).
+- JSON that is nearly JSON is repaired (`json_answer.loads_repairing`), unless it was cut in
+  the middle of a value; NaN and Infinity are refused.
 Content is the text before the first block; text between and after blocks is dropped (vLLM
 does the same), so no markup reaches it.
 """
@@ -15,11 +16,10 @@ does the same), so no markup reaches it.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from typing import Any
 
-from app.output.json_answer import loads_repairing
+from app.output.json_answer import STRICT, loads_repairing
 from app.output.types import Extraction, RawCall
 
 OPEN = "<tool_call>"
@@ -82,7 +82,7 @@ def _read_block(body: str, number: int) -> tuple[list[RawCall], str | None]:
 def _decode(body: str) -> Any:
     """One JSON value, several objects in a row (a list of them), or a repaired value."""
     with contextlib.suppress(ValueError):
-        return json.loads(body)
+        return STRICT.decode(body)
     in_a_row = _objects_in_a_row(body)
     if in_a_row:
         return in_a_row
@@ -90,12 +90,11 @@ def _decode(body: str) -> Any:
 
 
 def _objects_in_a_row(body: str) -> list[Any] | None:
-    decoder = json.JSONDecoder()
     values: list[Any] = []
     position = 0
     while position < len(body):
         try:
-            value, position = decoder.raw_decode(body, position)
+            value, position = STRICT.raw_decode(body, position)
         except (ValueError, RecursionError):
             return None
         values.append(value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +29,14 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
     from jsonschema.protocols import Validator
 
-_NO_OBJECT = "the answer holds no JSON object; answer with one JSON object and nothing else"
+_ANSWER_FORM = "answer with one JSON object and nothing else"
 _MAX_PROBLEMS = 5  # errors listed per value: enough to act on, short enough to read
 _MAX_MESSAGE = 240
 _CACHED_SCHEMA_CHARS = 65_536  # larger schemas are compiled each time, not kept
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _STRUCTURE = re.compile(r'\\.|[{}"]', re.DOTALL)
 _NESTING = re.compile(r'\\.|["{}\[\]]', re.DOTALL)
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 # json_repair takes about a second for each thousand levels of nesting (a model stuck
 # repeating "{" writes that): beyond these, a text that is not JSON is not repaired.
 _MAX_REPAIR_CHARS = 100_000
@@ -46,6 +48,21 @@ class BadSchema(ValueError):
     """A JSON schema the client sent that is not itself a valid JSON schema."""
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is beyond the numbers JSON readers can carry")
+    return value
+
+
+# JSON as every reader takes it: Python's json alone reads NaN and Infinity (and writes them).
+STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
+
+
 def check_schema(schema: dict[str, Any]) -> None:
     """Raise BadSchema when `schema` is not a valid JSON Schema (2020-12)."""
     _validator(schema)
@@ -54,11 +71,12 @@ def check_schema(schema: dict[str, Any]) -> None:
 def loads_repairing(text: str) -> Any:
     """The JSON value in `text`, repaired (`json_text.loads_lenient`) when it is nearly JSON.
 
-    Raises ValueError when it is not JSON and cannot be repaired, or when it is too long or
-    too deeply nested for a repair to take little time.
+    Raises ValueError when it is not JSON and cannot be repaired: when it stops inside a
+    string or right after a ":" or "," (cut short: a repair would invent the rest of a value),
+    holds NaN or Infinity, or is too long or too deeply nested for a repair to take little time.
     """
     try:
-        return json.loads(text)
+        return STRICT.decode(text)
     except RecursionError as exc:
         raise ValueError("nested too deeply") from exc
     except ValueError:
@@ -67,7 +85,13 @@ def loads_repairing(text: str) -> Any:
         raise ValueError(f"not JSON, and too long to repair ({len(text)} characters)")
     if _nesting_depth(text) > _MAX_REPAIR_DEPTH:
         raise ValueError(f"not JSON, and nested too deeply to repair (over {_MAX_REPAIR_DEPTH})")
+    if _cut_short(text):
+        raise ValueError(f"not JSON, and cut short in the middle of a value: {_tail(text)}")
     value, _repaired = loads_lenient(text)
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("holds a number JSON cannot carry (NaN or Infinity)") from None
     return value
 
 
@@ -80,8 +104,8 @@ def read_json(text: str, schema: dict[str, Any] | None) -> tuple[str, list[str]]
     answer meets the request.
     """
     found = _first_object(_unfenced(text))
-    if found is None:
-        return text.strip(), [_NO_OBJECT]
+    if isinstance(found, str):
+        return text.strip(), [found]
     value, json_text = found
     return json_text, schema_problems(value, schema) if schema is not None else []
 
@@ -127,32 +151,36 @@ def _unfenced(text: str) -> str:
     return text
 
 
-def _first_object(text: str) -> tuple[dict[str, Any], str] | None:
-    """The first top-level object that parses as written, else the first that repairs."""
+def _first_object(text: str) -> tuple[dict[str, Any], str] | str:
+    """The first top-level object that parses as written, else the first that repairs; else
+    the problem."""
     stripped = text.strip()
     try:
-        value = json.loads(stripped)
+        value = STRICT.decode(stripped)
     except (ValueError, RecursionError):
         pass
     else:
         if isinstance(value, dict):
             return value, stripped
     spans = _top_level_spans(text)
-    decoder = json.JSONDecoder()
     for start, end in spans:
         span = text[start:end]  # not raw_decode(text, start): its errors count lines up to start
         try:
-            value, length = decoder.raw_decode(span)
+            value, length = STRICT.raw_decode(span)
         except (ValueError, RecursionError):
             continue
         return value, span[:length]  # a decoded "{…" is always a dict
+    reasons: list[str] = []
     for start, end in spans[:_REPAIRS_TRIED]:
         try:
             value = loads_repairing(text[start:end])
-        except (ValueError, RecursionError):
+        except (ValueError, RecursionError) as exc:
+            reasons.append(str(exc))
             continue
         return value, dumps_compact(value)
-    return None
+    if reasons:
+        return f"the JSON object in the answer cannot be read ({reasons[0]}); {_ANSWER_FORM}"
+    return f"the answer holds no JSON object; {_ANSWER_FORM}"
 
 
 def _top_level_spans(text: str) -> list[tuple[int, int]]:
@@ -178,6 +206,17 @@ def _top_level_spans(text: str) -> list[tuple[int, int]]:
     if depth:
         spans.append((start, len(text)))
     return spans
+
+
+def _cut_short(text: str) -> bool:
+    """The text stops inside a string, or where a key or an item must follow."""
+    outside_strings = _STRINGS.sub("0", text).rstrip()
+    return '"' in outside_strings or outside_strings.endswith((":", ","))
+
+
+def _tail(text: str) -> str:
+    end = text.rstrip()[-30:]
+    return repr(end if len(text.rstrip()) <= 30 else "…" + end)
 
 
 def _nesting_depth(text: str) -> int:

@@ -88,9 +88,12 @@ _PIECES = [
     "null",
     "true",
     "1e999",
+    "NaN",
+    "Infinity",
     "\n",
     '{"name": "get_weather", "arguments": {"city": "Oslo"}}',
     '{"city": "Oslo", "temp": 1}',
+    '{"city": "Oslo", "temp": NaN}',
 ]
 texts = st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=12)), max_size=30).map(
     "".join
@@ -125,9 +128,20 @@ def test_read_output_never_raises_and_keeps_its_promises(text: str, spec: Output
     if not spec.parallel_tool_calls:
         assert len(reading.calls) <= 1
     for call in reading.calls:
-        assert isinstance(json.loads(call.arguments), dict)
+        assert isinstance(_strict_json(call.arguments), dict)
     if spec.json != "text" and not reading.calls:
-        assert isinstance(json.loads(reading.content or ""), dict)
+        assert isinstance(_strict_json(reading.content or ""), dict)
+
+
+def _strict_json(text: str) -> Any:
+    """JSON as any reader takes it: no NaN, no Infinity, no number beyond a float."""
+    value = json.loads(text, parse_constant=_refuse)
+    json.dumps(value, allow_nan=False)  # raises on 1e999, read as infinity
+    return value
+
+
+def _refuse(name: str) -> None:
+    raise AssertionError(f"{name} in JSON")
 
 
 def test_problems_are_capped() -> None:
