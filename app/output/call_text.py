@@ -12,28 +12,21 @@ import json
 import re
 from typing import Any
 
-from app.output.json_text import loads_lenient
+from app.output.json_text import STRICT, CutShort, loads_lenient
 
 
 class NotACall(ValueError):
     """A block that looks like a call but cannot be read; the message follows "call N"."""
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-# Python's json accepts NaN and Infinity, which no other JSON reader does.
-_STRICT = json.JSONDecoder(parse_constant=_refuse_constant)
 _FENCE_OPENER = re.compile(r"```[\w+-]*[ \t]*$")
 _CLOSER = re.compile(r"[\]}]")
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
 def json_at(text: str, index: int) -> tuple[Any, int] | None:
     """The strict JSON value starting at `text[index]` and the index after it, or None."""
     try:
-        return _STRICT.raw_decode(text, index)
+        return STRICT.raw_decode(text, index)
     except (ValueError, RecursionError):
         return None
 
@@ -42,7 +35,7 @@ def json_or_break(text: str, index: int) -> tuple[bool, Any, int]:
     """(True, value, index after it) for the strict JSON value at `text[index]`, else (False,
     None, the index where decoding broke: all before it was a valid start of a JSON value)."""
     try:
-        value, end = _STRICT.raw_decode(text, index)
+        value, end = STRICT.raw_decode(text, index)
     except json.JSONDecodeError as exc:
         return False, None, max(exc.pos, index + 1)
     except RecursionError:
@@ -61,10 +54,10 @@ def json_lenient(text: str) -> Any:
     a string or right after a ":" or ",": a repair would invent the rest of a value the model
     was still writing (the output was cut by max_tokens or a stop sequence).
     """
-    if _cut_off(text):
-        raise NotACall(f"is cut off before its end: {shown(text[-40:])}")
     try:
         value, _repaired = loads_lenient(text)
+    except CutShort:
+        raise NotACall(f"is cut off before its end: {shown(text[-40:])}") from None
     except (ValueError, RecursionError) as exc:
         raise NotACall(f"is not valid JSON: {_reason(exc)}") from None
     return value
@@ -115,12 +108,6 @@ def json_repr(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     except (ValueError, TypeError, RecursionError):
         return f"a {type(value).__name__}"
-
-
-def _cut_off(text: str) -> bool:
-    """The JSON text ends in the middle of a value (an open string, a key or item to come)."""
-    outside_strings = _STRINGS.sub("0", text).rstrip()  # each string a placeholder value
-    return '"' in outside_strings or outside_strings.endswith((":", ","))
 
 
 def _reason(exc: BaseException) -> str:

@@ -7,7 +7,7 @@ reads it, a little more leniently:
 - a block may hold several objects or a JSON list of them (each one call), and a ```json fence;
 - `"parameters"` is read like `"arguments"`, a missing one as `{}`, and arguments written as a
   JSON string holding an object are decoded;
-- JSON that is nearly JSON is repaired (`json_answer.loads_repairing`), unless it was cut in
+- JSON that is nearly JSON is repaired (`json_text.loads_lenient`), unless it was cut in
   the middle of a value; NaN and Infinity are refused.
 Content is the text before the first block; text between and after blocks is dropped (vLLM
 does the same), so no markup reaches it.
@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from app.output.json_answer import STRICT, loads_repairing
+from app.output.json_text import STRICT, loads_lenient
 from app.output.types import Extraction, RawCall
 
 OPEN = "<tool_call>"
@@ -35,7 +35,10 @@ def extract(text: str) -> Extraction:
         return Extraction(content=text.strip())
     calls: list[RawCall] = []
     problems: list[str] = []
-    for number, body in enumerate(_blocks(text, first), start=1):
+    bodies = list(_blocks(text, first))
+    for number, body in enumerate(bodies, start=1):
+        if number < len(bodies) and not body.strip():
+            continue  # `<tool_call>` written twice (the proxy had begun the answer with one)
         found, problem = _read_block(body, number)
         calls.extend(found)
         if problem:
@@ -86,7 +89,7 @@ def _decode(body: str) -> Any:
     in_a_row = _objects_in_a_row(body)
     if in_a_row:
         return in_a_row
-    return loads_repairing(body)
+    return loads_lenient(body)[0]
 
 
 def _objects_in_a_row(body: str) -> list[Any] | None:
@@ -113,7 +116,7 @@ def _to_call(item: Any) -> RawCall | None:
     if isinstance(arguments, str) and arguments.lstrip().startswith("{"):
         # when it does not decode, the string stays: the checks say it is not an object
         with contextlib.suppress(ValueError, RecursionError):
-            arguments = loads_repairing(arguments)
+            arguments = loads_lenient(arguments)[0]
     return RawCall(name=name, arguments=arguments)
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from app.output.json_text import dumps_compact, loads_lenient
+from app.output.json_text import STRICT, dumps_compact, loads_lenient
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -35,12 +34,6 @@ _MAX_MESSAGE = 240
 _CACHED_SCHEMA_CHARS = 65_536  # larger schemas are compiled each time, not kept
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _STRUCTURE = re.compile(r'\\.|[{}"]', re.DOTALL)
-_NESTING = re.compile(r'\\.|["{}\[\]]', re.DOTALL)
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-# json_repair takes about a second for each thousand levels of nesting (a model stuck
-# repeating "{" writes that): beyond these, a text that is not JSON is not repaired.
-_MAX_REPAIR_CHARS = 100_000
-_MAX_REPAIR_DEPTH = 64
 _REPAIRS_TRIED = 3  # objects in one answer tried for a repair, first first
 
 
@@ -48,51 +41,9 @@ class BadSchema(ValueError):
     """A JSON schema the client sent that is not itself a valid JSON schema."""
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"{text} is beyond the numbers JSON readers can carry")
-    return value
-
-
-# JSON as every reader takes it: Python's json alone reads NaN and Infinity (and writes them).
-STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
-
-
 def check_schema(schema: dict[str, Any]) -> None:
     """Raise BadSchema when `schema` is not a valid JSON Schema (2020-12)."""
     _validator(schema)
-
-
-def loads_repairing(text: str) -> Any:
-    """The JSON value in `text`, repaired (`json_text.loads_lenient`) when it is nearly JSON.
-
-    Raises ValueError when it is not JSON and cannot be repaired: when it stops inside a
-    string or right after a ":" or "," (cut short: a repair would invent the rest of a value),
-    holds NaN or Infinity, or is too long or too deeply nested for a repair to take little time.
-    """
-    try:
-        return STRICT.decode(text)
-    except RecursionError as exc:
-        raise ValueError("nested too deeply") from exc
-    except ValueError:
-        pass
-    if len(text) > _MAX_REPAIR_CHARS:
-        raise ValueError(f"not JSON, and too long to repair ({len(text)} characters)")
-    if _nesting_depth(text) > _MAX_REPAIR_DEPTH:
-        raise ValueError(f"not JSON, and nested too deeply to repair (over {_MAX_REPAIR_DEPTH})")
-    if _cut_short(text):
-        raise ValueError(f"not JSON, and cut short in the middle of a value: {_tail(text)}")
-    value, _repaired = loads_lenient(text)
-    try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        raise ValueError("holds a number JSON cannot carry (NaN or Infinity)") from None
-    return value
 
 
 def read_json(text: str, schema: dict[str, Any] | None) -> tuple[str, list[str]]:
@@ -173,7 +124,7 @@ def _first_object(text: str) -> tuple[dict[str, Any], str] | str:
     reasons: list[str] = []
     for start, end in spans[:_REPAIRS_TRIED]:
         try:
-            value = loads_repairing(text[start:end])
+            value = loads_lenient(text[start:end])[0]
         except (ValueError, RecursionError) as exc:
             reasons.append(str(exc))
             continue
@@ -206,35 +157,6 @@ def _top_level_spans(text: str) -> list[tuple[int, int]]:
     if depth:
         spans.append((start, len(text)))
     return spans
-
-
-def _cut_short(text: str) -> bool:
-    """The text stops inside a string, or where a key or an item must follow."""
-    outside_strings = _STRINGS.sub("0", text).rstrip()
-    return '"' in outside_strings or outside_strings.endswith((":", ","))
-
-
-def _tail(text: str) -> str:
-    end = text.rstrip()[-30:]
-    return repr(end if len(text.rstrip()) <= 30 else "…" + end)
-
-
-def _nesting_depth(text: str) -> int:
-    """How deep objects and lists nest in `text` (strings skipped)."""
-    depth = deepest = 0
-    in_string = False
-    for mark in _NESTING.finditer(text):
-        token = mark.group()
-        if token == '"':
-            in_string = not in_string
-        elif in_string or len(token) == 2:
-            continue
-        elif token in "{[":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth = max(depth - 1, 0)
-    return deepest
 
 
 def _validator(schema: dict[str, Any]) -> Validator:

@@ -11,7 +11,6 @@ import pytest
 from app.output.json_answer import (
     BadSchema,
     check_schema,
-    loads_repairing,
     read_json,
     schema_problems,
 )
@@ -77,39 +76,3 @@ def test_the_validator_has_its_own_copy_of_the_schema() -> None:
 
     schema["required"] = ["b"]  # the caller's dict changed: the new schema is checked anew
     assert schema_problems({"a": 1}, schema) == ["$: 'b' is a required property"]
-
-
-@pytest.mark.parametrize(
-    ("text", "refusal"),
-    [
-        ("{" * 5000, "not JSON, and nested too deeply to repair (over 64)"),
-        ('{"a": [' + "[" * 64 + "1", "not JSON, and nested too deeply to repair (over 64)"),
-        ('{"a": "' + "x" * 100_000, "not JSON, and too long to repair (100007 characters)"),
-    ],
-)
-def test_no_repair_for_what_json_repair_would_take_seconds_over(text: str, refusal: str) -> None:
-    with pytest.raises(ValueError) as caught:
-        loads_repairing(text)
-    assert str(caught.value) == refusal
-
-
-def test_a_repair_within_the_limits() -> None:
-    assert loads_repairing('{"a": [' + "[" * 60 + "1") == {"a": _nested(61)}
-
-
-def _nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-def test_valid_json_is_read_at_any_depth_within_pythons_limit() -> None:
-    assert loads_repairing("[" * 200 + "]" * 200) == _nested_empty(200)
-
-
-def _nested_empty(depth: int) -> Any:
-    value: Any = []
-    for _ in range(depth - 1):
-        value = [value]
-    return value
