@@ -46,7 +46,15 @@ from pydantic import (
     model_validator,
 )
 
+from app.output.types import ToolFormat
 from app.proxy_url import parse_proxy
+
+# chatml is the Hermes/Qwen family's template; other templates (and Jinja ones) default to hermes.
+_TOOL_FORMAT_OF_TEMPLATE: dict[str, ToolFormat] = {
+    "chatml": "hermes",
+    "llama3": "llama3_json",
+    "mistral": "mistral",
+}
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -188,6 +196,12 @@ class ModelConfig(_Strict):
     proxy: str | None = None  # http://[user:password@]host:port
     trust_env: bool = True
     tls: TLSConfig | None = None
+    # Agents (app.output, app.tool_prompts): how this model writes tool calls (None: from
+    # prompt_template, see `tools_syntax`), whether it thinks in <think> tags first, and how
+    # many times a missing or invalid tool call or JSON answer is asked for again.
+    tool_format: ToolFormat | None = None
+    reasoning: Literal["think_tags", "none"] = "none"
+    output_retries: int = Field(default=1, ge=0, le=5)
 
     @field_validator("api_base")
     @classmethod
@@ -216,6 +230,13 @@ class ModelConfig(_Strict):
     @property
     def upstream_name(self) -> str:
         return self.upstream_model or self.name
+
+    @property
+    def tools_syntax(self) -> ToolFormat:
+        """`tool_format`, or the one the template's model family was trained on."""
+        if self.tool_format is not None:
+            return self.tool_format
+        return _TOOL_FORMAT_OF_TEMPLATE.get(self.prompt_template, "hermes")
 
     @property
     def all_deployments(self) -> list[DeploymentConfig]:

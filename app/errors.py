@@ -15,6 +15,7 @@
     ├── LimitsUnavailable           503 server_error / rate_limit_backend_unavailable (fail_closed)
     └── UpstreamError               the custom endpoint failed; message says how
         ├── UpstreamBadResponse     502 upstream_error / bad_upstream_response
+        ├── InvalidModelOutput      502 upstream_error / invalid_model_output
         ├── UpstreamRateLimited     429 rate_limit_error / upstream_rate_limited
         ├── UpstreamUnavailable     503 upstream_error / upstream_unavailable
         └── UpstreamTimeout         504 upstream_error / upstream_timeout
@@ -182,6 +183,15 @@ class UpstreamError(ProxyError):
 
 class UpstreamBadResponse(UpstreamError):
     pass
+
+
+class InvalidModelOutput(UpstreamError):
+    """The model's answer broke the form the client asked for (a required tool call, JSON that
+    validates), and asking again did not help. Another deployment of the same model would
+    write the same; the message says what did not validate."""
+
+    code = "invalid_model_output"
+    retryable = False
 
 
 class UpstreamRateLimited(UpstreamError):

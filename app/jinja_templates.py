@@ -2,6 +2,10 @@
 
 Imported by app.prompts only when a model's template is a Jinja2 string: loading Jinja2 takes
 about 40 ms of the proxy's one-second start-up, and most configurations use a built-in template.
+
+A template "uses tools" when its source mentions `tools` (as tool-calling templates such as
+Qwen2.5's, Hermes-2-Pro's or Llama 3.1's do): such a template gets the request's tools and the
+structured turns (`render_turns`) and writes the tool prompt itself, as `apply_chat_template`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import jinja2
 import jinja2.ext
 import jinja2.sandbox
 
-from app.prompts import Message, PromptRenderError, TemplateError
+from app.prompts import Message, PromptRenderError, TemplateError, Turn
 
 
 @dataclass(slots=True)
@@ -27,13 +31,18 @@ class JinjaTemplate:
     bos_token: str
     eos_token: str
     name: str = "jinja"
+    uses_tools: bool = False
 
     def render(self, messages: Sequence[Message]) -> str:
+        return self.render_turns(messages, None)
+
+    def render_turns(self, turns: Sequence[Turn], tools: Sequence[Turn] | None) -> str:
+        """Render as apply_chat_template(turns, tools=tools, add_generation_prompt=True)."""
         try:
             return self.template.render(
-                messages=[dict(m) for m in messages],
-                # tools/documents as HF passes them when there are none, so `tools is none` works.
-                tools=None,
+                messages=[dict(m) for m in turns],
+                # None as HF passes it when there are none, so `tools is none` works.
+                tools=None if tools is None else [dict(t) for t in tools],
                 documents=None,
                 add_generation_prompt=True,
                 bos_token=self.bos_token,
@@ -65,7 +74,7 @@ def compile_jinja(source: str, bos_token: str, eos_token: str) -> JinjaTemplate:
         line = getattr(exc, "lineno", None)
         where = f" (line {line})" if line is not None else ""
         raise TemplateError(f"invalid Jinja2 chat template{where}: {exc}") from exc
-    return JinjaTemplate(template, bos_token, eos_token)
+    return JinjaTemplate(template, bos_token, eos_token, uses_tools="tools" in source)
 
 
 def _tojson(

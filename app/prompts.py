@@ -1,7 +1,12 @@
 """Chat templates: turn OpenAI chat messages into the one prompt string the upstream completes.
 
     compile_template(spec)  ─ once, at start-up; a bad spec raises TemplateError (a config error)
-        └── PromptTemplate.render(messages)  ─ per request; PromptRenderError becomes an HTTP 400
+        ├── PromptTemplate.render(messages)  ─ per request; PromptRenderError becomes an HTTP 400
+        └── PromptTemplate.render_turns(turns, tools)  ─ only when `uses_tools`: a Jinja template
+            that renders the tools and structured turns (tool calls, tool results) itself
+
+Requests with tools or a JSON answer go through app.tool_prompts, which writes the tools into
+flat messages for every template that does not render them itself (all built-ins).
 
 Built-in formats, each checked against its reference source:
 
@@ -14,7 +19,8 @@ Built-in formats, each checked against its reference source:
 Roles: `developer` is OpenAI's newer name for `system` and is treated as `system` everywhere.
 llama2 and mistral are trained on strict user/assistant turns, so they accept only a leading
 system message and alternating user/assistant messages ending with a user message; `tool`
-messages cannot be rendered there. llama3 renders `tool` results as `ipython` (Llama 3.1's
+messages cannot be rendered there (with tools in the request, app.tool_prompts turns the
+results into user turns for them). llama3 renders `tool` results as `ipython` (Llama 3.1's
 tool-result role); chatml keeps the role name. `raw` accepts any role. An optional "name" key
 is ignored by the built-ins and passed through to Jinja templates.
 
@@ -28,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class TemplateError(ValueError):
@@ -40,14 +46,23 @@ class PromptRenderError(ValueError):
 
 
 Message = Mapping[str, str]
+# A chat turn in Hugging Face's form: "content" a string, and for tool use "tool_calls" (with
+# "arguments" a dict), "tool_call_id" and "name" (see app.tool_prompts).
+Turn = Mapping[str, Any]
 
 
 class PromptTemplate(Protocol):
     """A compiled chat template."""
 
     name: str
+    # True when the template renders `tools` and structured turns itself (`render_turns`).
+    uses_tools: bool
 
     def render(self, messages: Sequence[Message]) -> str: ...
+
+    def render_turns(self, turns: Sequence[Turn], tools: Sequence[Turn] | None) -> str:
+        """Render turns with tool calls and results, and the tools in HF's form (None: none)."""
+        ...
 
 
 BUILTIN_TEMPLATES: tuple[str, ...] = ("raw", "llama2", "llama3", "chatml", "mistral")
@@ -93,9 +108,17 @@ def compile_template(
 class _BuiltinTemplate:
     name: str
     render_fn: Callable[[Sequence[Message]], str]
+    # The built-ins take flat messages only: app.tool_prompts writes tools and calls into them.
+    uses_tools: bool = False
 
     def render(self, messages: Sequence[Message]) -> str:
         return self.render_fn(messages)
+
+    def render_turns(self, turns: Sequence[Turn], tools: Sequence[Turn] | None) -> str:
+        del turns, tools  # app.tool_prompts never calls this: uses_tools is False
+        raise PromptRenderError(
+            f"the {self.name} chat template does not render tools or tool calls itself"
+        )
 
 
 def _compile_builtin(name: str, bos: str | None, eos: str | None) -> _BuiltinTemplate:

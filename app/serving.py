@@ -20,12 +20,20 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive
 
+from app.agent_output import read_choice
 from app.disconnect import DisconnectWatch
-from app.errors import ClientClosedRequest, InvalidRequest, Overloaded, UpstreamError
+from app.errors import (
+    ClientClosedRequest,
+    InvalidModelOutput,
+    InvalidRequest,
+    Overloaded,
+    UpstreamError,
+)
 from app.handlers import json_response
 from app.limits import Grant
 from app.limits.limiter import WithHeaders
 from app.metrics import FALLBACKS
+from app.output.spec import OutputSpec
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling
 from app.schemas.openai import SamplingFields
@@ -59,6 +67,12 @@ class Generation:
     echo: bool = False
     record: RequestRecord | None = None
     client_key: str | None = None  # the client's key, for models that forward it upstream
+    # Tools, JSON or reasoning asked for (None: plain text). The prompts end with `prefill`, the
+    # start of the answer the proxy wrote for the model; `reask` makes the prompt that shows
+    # the model its answer and what was wrong with it (app.agent_turns).
+    output: OutputSpec | None = None
+    prefill: str = ""
+    reask: Callable[[str, list[str]], str] | None = None
 
 
 @dataclass(slots=True)
@@ -83,19 +97,54 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
         if not job.route.config.fallbacks or not _worth_falling_back(error):
             raise
         job, outputs = await _fall_back(state, job, error, request_id)
-    route = job.route
-    if route.counter.exact and _any_large(job.counted_prompts, outputs):
-        # A real tokenizer takes seconds on megabytes; it releases the GIL, so a thread keeps
-        # the event loop serving everyone else meanwhile.
-        finished = await asyncio.to_thread(finish, job, outputs)
-    else:
-        finished = finish(job, outputs)
+    finished = await _finish(job, outputs)
+    if job.output is not None:
+        finished = await _ask_until_valid(state, job, finished, request_id)
     if record is not None:
         record.count_tokens(finished.usage)
         if record.log_content:
             record.prompt = job.counted_prompts
             record.completion = [choice.text for choice in finished.choices]
     return finished
+
+
+async def _finish(job: Generation, outputs: list[str]) -> Finished:
+    if job.route.counter.exact and _any_large(job.counted_prompts, outputs):
+        # A real tokenizer takes seconds on megabytes; it releases the GIL, so a thread keeps
+        # the event loop serving everyone else meanwhile.
+        return await asyncio.to_thread(finish, job, outputs)
+    return finish(job, outputs)
+
+
+async def _ask_until_valid(
+    state: ProxyState, job: Generation, finished: Finished, request_id: str
+) -> Finished:
+    """Ask again for the choices whose answer broke the form asked for, up to the model's
+    `output_retries` times; InvalidModelOutput (502) if one still does. Usage adds up."""
+    choices = list(finished.choices)
+    usage = dict(finished.usage)
+    retries = job.route.config.output_retries
+    for _ in range(retries):
+        wrong = [c for c in choices if c.problems]
+        if not wrong or job.reask is None:
+            break
+        prompts = [job.reask(c.raw or "", c.problems or []) for c in wrong]
+        outputs = await state.dispatcher.complete(
+            job.route, prompts, job.sampling, request_id, job.record, job.client_key
+        )
+        again = await _finish(replace(job, prompts=prompts, counted_prompts=prompts), outputs)
+        for old, new in zip(wrong, again.choices, strict=True):
+            choices[old.index] = replace(new, index=old.index)
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            usage[name] += again.usage[name]
+    wrong = [c for c in choices if c.problems]
+    if wrong:
+        tries = "once" if retries == 0 else f"{retries + 1} times"
+        raise InvalidModelOutput(
+            f"The model's answer did not have the form the request asked for (asked {tries}): "
+            + "; ".join(wrong[0].problems or [])
+        )
+    return Finished(choices, usage)
 
 
 def _worth_falling_back(error: UpstreamError | Overloaded) -> bool:
@@ -158,6 +207,8 @@ def finish(job: Generation, outputs: list[str]) -> Finished:
     ]
     if job.echo:
         choices = [replace(c, text=p + c.text) for c, p in zip(choices, job.prompts, strict=True)]
+    if job.output is not None:
+        choices = [read_choice(choice, job.output, job.prefill) for choice in choices]
     prompt_tokens = sum(route.counter.count(prompt) for prompt in job.counted_prompts)
     return Finished(choices, usage(prompt_tokens, choices))
 

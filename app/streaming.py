@@ -1,7 +1,9 @@
 """Pure SSE framing: finished choices → `chat.completion.chunk` / `text_completion` events.
 
 The custom endpoint does not stream, so the proxy synthesises OpenAI's event sequence from the
-finished answer: per choice a role delta, the content, a finish chunk; then, when the client set
+finished answer: per choice a role delta, the reasoning (`reasoning_content`), the content,
+each tool call (a chunk with its index, id, type and name, then one with its arguments), a
+finish chunk; then, when the client set
 `stream_options.include_usage`, a usage chunk with `choices: []`; then `data: [DONE]`.
 """
 
@@ -12,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from app.translate import AnswerHead, Choice
+from app.translate import AnswerHead, Choice, chat_tool_calls
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -44,15 +46,38 @@ def chat_chunks(
         fields["usage"] = None  # OpenAI sends usage: null on every chunk but the last
     chunks = []
     for choice in choices:
-        for delta, finish in (
-            ({"role": "assistant", "content": "", "refusal": None}, None),
-            ({"content": choice.text}, None),
-            ({}, choice.finish_reason),
-        ):
+        for delta, finish in _chat_deltas(head, choice):
             chunks.append({**fields, "choices": [_chat_choice(choice.index, delta, finish)]})
     if usage is not None:
         chunks.append({**fields, "choices": [], "usage": usage})
     return chunks
+
+
+def _chat_deltas(head: AnswerHead, choice: Choice) -> Iterable[tuple[dict[str, Any], str | None]]:
+    """One choice's deltas: the role, its reasoning, its content, each tool call (its head,
+    then its arguments), the finish."""
+    if choice.reasoning is None and not choice.calls:  # plain text: the common case
+        return (
+            ({"role": "assistant", "content": "", "refusal": None}, None),
+            ({"content": choice.text}, None),
+            ({}, choice.finish_reason),
+        )
+    only_calls = bool(choice.calls) and not choice.text
+    deltas: list[tuple[dict[str, Any], str | None]] = [
+        ({"role": "assistant", "content": None if only_calls else "", "refusal": None}, None)
+    ]
+    if choice.reasoning is not None:
+        deltas.append(({"reasoning_content": choice.reasoning}, None))
+    if not only_calls:
+        deltas.append(({"content": choice.text}, None))
+    for position, call in enumerate(chat_tool_calls(head, choice)):
+        function = call["function"]
+        opening = {**call, "index": position, "function": {**function, "arguments": ""}}
+        deltas.append(({"tool_calls": [opening]}, None))
+        arguments = {"index": position, "function": {"arguments": function["arguments"]}}
+        deltas.append(({"tool_calls": [arguments]}, None))
+    deltas.append(({}, choice.finish_reason))
+    return deltas
 
 
 def _chat_choice(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from app.config import SamplingDefaults
 from app.errors import InvalidRequest, UnsupportedParameter
+from app.output.types import ToolCall
 from app.schemas.custom import Sampling
 from app.schemas.openai import (
     ChatCompletionRequest,
@@ -25,10 +26,11 @@ from app.schemas.openai import (
 from app.tokens import TokenCounter
 
 StripPrompt = Literal["auto", "always", "never"]
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
-# Chat features the custom format cannot honour: silently ignoring them would lie to the client.
-_UNSUPPORTED_CHAT = ("tools", "tool_choice", "functions", "function_call", "audio")
+# Chat features the proxy cannot honour: silently ignoring them would lie to the client.
+# (`tools` and `response_format` are honoured by the proxy itself: app.chat_tools.)
+_UNSUPPORTED_CHAT = ("functions", "function_call", "audio")
 
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
@@ -39,23 +41,22 @@ class Choice:
     text: str
     finish_reason: FinishReason
     completion_tokens: int
+    # Read from the text when the request asked for tools, JSON or reasoning (app.output):
+    calls: list[ToolCall] | None = None
+    reasoning: str | None = None
+    problems: list[str] | None = None  # how the answer broke the form asked for (asked again)
+    raw: str | None = None  # the whole answer as the model wrote it, prefill included
 
 
 def check_chat_features(request: ChatCompletionRequest) -> None:
     """Refuse, with the offending `param`, what the custom format cannot do."""
     for name in _UNSUPPORTED_CHAT:
         value = getattr(request, name)
-        if value in (None, [], {}) or (name == "tool_choice" and value == "none"):
+        if value in (None, [], {}):
             continue
         raise UnsupportedParameter(
-            f"'{name}' is not supported: the custom endpoint only generates text", param=name
-        )
-    response_format = request.response_format
-    if response_format is not None and _format_type(response_format) != "text":
-        raise UnsupportedParameter(
-            '\'response_format\' other than {"type": "text"} is not supported '
-            "by the custom endpoint",
-            param="response_format",
+            f"'{name}' is not supported: send 'tools' instead of functions; audio cannot be made",
+            param=name,
         )
     if request.logprobs or request.top_logprobs is not None:
         param = "logprobs" if request.logprobs else "top_logprobs"
@@ -68,22 +69,20 @@ def check_chat_features(request: ChatCompletionRequest) -> None:
         )
 
 
-def _format_type(value: Any) -> Any:
-    return value.get("type") if isinstance(value, dict) else value
-
-
 def flatten_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
     """Messages as {"role", "content"[, "name"]} with content a string, ready for a template."""
     flat: list[dict[str, str]] = []
     for index, message in enumerate(messages):
-        item = {"role": message.role, "content": _text_of(message, index)}
+        item = {"role": message.role, "content": message_text(message, index)}
         if message.name is not None:
             item["name"] = message.name
         flat.append(item)
     return flat
 
 
-def _text_of(message: ChatMessage, index: int) -> str:
+def message_text(message: ChatMessage, index: int) -> str:
+    """A message's content as one string (text parts joined by newlines); a 400 naming the
+    part for anything but text."""
     content = message.content
     if content is None:
         return ""
@@ -267,12 +266,7 @@ def to_chat_completion(
         "choices": [
             {
                 "index": choice.index,
-                "message": {
-                    "role": "assistant",
-                    "content": choice.text,
-                    "refusal": None,
-                    "annotations": [],
-                },
+                "message": _chat_message(head, choice),
                 "logprobs": None,
                 "finish_reason": choice.finish_reason,
             }
@@ -280,6 +274,41 @@ def to_chat_completion(
         ],
         "usage": usage,
     }
+
+
+def _chat_message(head: AnswerHead, choice: Choice) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": choice.text,
+        "refusal": None,
+        "annotations": [],
+    }
+    if choice.reasoning is not None:
+        message["reasoning_content"] = choice.reasoning
+    if choice.calls:
+        message["tool_calls"] = chat_tool_calls(head, choice)
+        if not choice.text:
+            message["content"] = None
+    return message
+
+
+def chat_tool_calls(head: AnswerHead, choice: Choice) -> list[dict[str, Any]]:
+    """A choice's calls as OpenAI's `tool_calls`; ids unique in the answer and the same in a
+    stream as in the JSON answer."""
+    return [
+        {
+            "id": tool_call_id(head, choice.index, position),
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+        for position, call in enumerate(choice.calls or ())
+    ]
+
+
+def tool_call_id(head: AnswerHead, choice: int, position: int) -> str:
+    """`call_` and the answer's own id digits, then the choice and the call's position."""
+    digits = head.id.rpartition("-")[2]
+    return f"call_{digits}{choice:02x}{position:02x}"
 
 
 def to_text_completion(

@@ -152,9 +152,8 @@ async def test_image_part_is_refused(client: httpx.AsyncClient) -> None:
 
 async def test_unsupported_features_are_refused_with_param(client: httpx.AsyncClient) -> None:
     cases = {
-        "tools": [{"type": "function", "function": {"name": "f"}}],
-        "tool_choice": "required",
-        "response_format": {"type": "json_object"},
+        "functions": [{"name": "f", "parameters": {}}],
+        "function_call": "auto",
         "logprobs": True,
         "audio": {"voice": "alloy", "format": "mp3"},
     }

@@ -40,10 +40,7 @@ def check_envelope(response: httpx.Response | Any, status: int) -> dict[str, Any
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        (
-            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-            "tools",
-        ),
+        ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
         (
             {
                 "messages": [
@@ -58,10 +55,10 @@ def check_envelope(response: httpx.Response | Any, status: int) -> dict[str, Any
             },
             "messages[0].content[1].type",
         ),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
         ({"logprobs": True}, "logprobs"),
     ],
-    ids=["tools", "image-part", "response-format", "logprobs"],
+    ids=["functions", "image-part", "audio-modality", "logprobs"],
 )
 def test_unsupported_features_are_bad_requests(
     client: OpenAI, extra: dict[str, Any], param: str

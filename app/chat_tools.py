@@ -1,0 +1,191 @@
+"""OpenAI chat's agent fields, translated at the edge into the API-neutral forms (pure).
+
+    to_output_spec(chat, config)  tools, tool_choice, parallel_tool_calls, response_format
+                                  → OutputSpec (a 400 naming the param for what cannot be met)
+    to_turns(messages)            messages → turns in Hugging Face's chat form: assistant
+                                  `tool_calls` with their arguments as dicts, tool results
+                                  named after the call they answer
+
+What the model wrote comes back as `app.output` ToolCalls; `app.translate` builds OpenAI's
+`tool_calls` from them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from app.config import ModelConfig
+from app.errors import InvalidRequest, UnsupportedParameter
+from app.output.spec import OutputSpec, ToolChoice
+from app.output.types import ToolSpec
+from app.schemas.openai import ChatCompletionRequest, ChatMessage, ChatTool, NamedToolChoice
+from app.translate import message_text
+
+_EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def needs_agent_path(chat: ChatCompletionRequest) -> bool:
+    """Whether the request uses tools, a JSON format or tool turns; False keeps the plain,
+    fastest path (string messages through the template, the output as text)."""
+    if chat.tools or (chat.response_format is not None and chat.response_format.type != "text"):
+        return True
+    return any(m.role == "tool" or m.tool_calls for m in chat.messages)
+
+
+def to_output_spec(chat: ChatCompletionRequest, config: ModelConfig) -> OutputSpec:
+    """What the request asks of the answer, for a model with this config."""
+    tools = _tool_specs(chat.tools or [], config)
+    choice, name = _tool_choice(chat.tool_choice, tools)
+    mode, schema, schema_name, strict = _json_format(chat)
+    return OutputSpec(
+        tools=tools,
+        tool_choice=choice,
+        tool_name=name,
+        parallel_tool_calls=chat.parallel_tool_calls is not False,
+        json=mode,
+        schema=schema,
+        schema_name=schema_name,
+        strict=strict,
+        tool_format=config.tools_syntax,
+        reasoning=config.reasoning,
+    )
+
+
+def _tool_specs(tools: Sequence[ChatTool], config: ModelConfig) -> tuple[ToolSpec, ...]:
+    if tools and config.tools_syntax == "none":
+        raise UnsupportedParameter(
+            f"'tools' are not supported by model '{config.name}' (its tool_format is none)",
+            param="tools",
+        )
+    specs: list[ToolSpec] = []
+    seen: set[str] = set()
+    for index, tool in enumerate(tools):
+        function = tool.function
+        if function.name in seen:
+            raise InvalidRequest(
+                f"Duplicate tool name '{function.name}': each tool needs its own name.",
+                param=f"tools[{index}].function.name",
+            )
+        seen.add(function.name)
+        parameters = function.parameters or _EMPTY_PARAMETERS
+        _check_schema(parameters, f"tools[{index}].function.parameters")
+        specs.append(
+            ToolSpec(
+                name=function.name,
+                description=function.description or "",
+                parameters=parameters,
+                strict=bool(function.strict),
+            )
+        )
+    return tuple(specs)
+
+
+def _tool_choice(
+    choice: str | NamedToolChoice | None, tools: tuple[ToolSpec, ...]
+) -> tuple[ToolChoice, str | None]:
+    if choice is None:
+        return "auto", None
+    if isinstance(choice, str):
+        if choice == "required" and not tools:
+            raise InvalidRequest(
+                "'tool_choice' is 'required' but no 'tools' were given.", param="tool_choice"
+            )
+        return choice, None  # type: ignore[return-value]  # the schema's Literal
+    name = choice.function.name
+    if not any(tool.name == name for tool in tools):
+        offered = ", ".join(tool.name for tool in tools) or "none"
+        raise InvalidRequest(
+            f"'tool_choice' names function '{name}', which is not among the tools "
+            f"(offered: {offered}).",
+            param="tool_choice",
+        )
+    return "function", name
+
+
+def _json_format(
+    chat: ChatCompletionRequest,
+) -> tuple[Any, dict[str, Any] | None, str | None, bool]:
+    response_format = chat.response_format
+    if response_format is None or response_format.type == "text":
+        return "text", None, None, False
+    if response_format.type == "json_object":
+        return "json_object", None, None, False
+    spec = response_format.json_schema
+    if spec is None:
+        raise InvalidRequest(
+            "'response_format' of type 'json_schema' needs a 'json_schema' object.",
+            param="response_format.json_schema",
+        )
+    schema = spec.schema_ or {"type": "object"}
+    _check_schema(schema, "response_format.json_schema.schema")
+    return "json_schema", schema, spec.name, bool(spec.strict)
+
+
+def _check_schema(schema: dict[str, Any], param: str) -> None:
+    """A schema the client sent must itself be valid JSON Schema (2020-12)."""
+    problem = _schema_problem(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+    if problem is not None:
+        raise InvalidRequest(f"Invalid JSON schema in '{param}': {problem}", param=param)
+
+
+@lru_cache(maxsize=1024)
+def _schema_problem(schema_json: bytes) -> str | None:
+    # Checking a schema against the meta-schema takes ~2 ms; agents send the same tools with
+    # every call, so each distinct schema is checked once.
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(orjson.loads(schema_json))
+    except SchemaError as exc:
+        return str(exc.message)
+    return None
+
+
+def to_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """The messages as turns in Hugging Face's chat form, ready for the prompt side."""
+    turns: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # call id → function name, for the tool turns that answer it
+    for index, message in enumerate(messages):
+        turn: dict[str, Any] = {"role": message.role, "content": message_text(message, index)}
+        if message.name is not None:
+            turn["name"] = message.name
+        if message.tool_calls:
+            if message.role != "assistant":
+                raise InvalidRequest(
+                    "only assistant messages can have 'tool_calls'",
+                    param=f"messages[{index}].tool_calls",
+                )
+            turn["tool_calls"] = [
+                _call_turn(call.id, call.function.name, call.function.arguments, index, j)
+                for j, call in enumerate(message.tool_calls)
+            ]
+            names.update((call.id, call.function.name) for call in message.tool_calls)
+        if message.role == "tool":
+            if message.tool_call_id is None:
+                raise InvalidRequest(
+                    f"Missing required parameter: 'messages[{index}].tool_call_id'.",
+                    param=f"messages[{index}].tool_call_id",
+                )
+            turn["tool_call_id"] = message.tool_call_id
+            name = names.get(message.tool_call_id, message.name)
+            if name is not None:
+                turn["name"] = name
+        turns.append(turn)
+    return turns
+
+
+def _call_turn(call_id: str, name: str, arguments: str, index: int, j: int) -> dict[str, Any]:
+    param = f"messages[{index}].tool_calls[{j}].function.arguments"
+    try:
+        decoded = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        raise InvalidRequest(f"'{param}' is not valid JSON.", param=param) from None
+    if not isinstance(decoded, dict):
+        raise InvalidRequest(f"'{param}' must be a JSON object.", param=param)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": decoded}}
