@@ -6,7 +6,8 @@ It answers as a tool-using model would, just enough for each framework to finish
 - the last message is a tool result → the answer: a JSON object when a JSON format is asked
   for, else "The tool returned: <result>";
 - tools offered (tool_choice not "none") → one call: to the named function, else to the
-  first tool, with arguments made from its parameter schema;
+  first tool, with arguments made from its parameter schema; when the last user message
+  names several tools (as words), parallel calls to each, in the order named;
 - a JSON format → an object made from the schema ({"answer": "..."} for json_object);
 - else a line of text.
 """
@@ -14,6 +15,7 @@ It answers as a tool-using model would, just enough for each framework to finish
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 TEXT_ANSWER = "Hello from the canned model."
@@ -27,25 +29,44 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     choice = request.get("tool_choice", "auto")
     if last.get("role") == "tool" and choice == "required":
         # pydantic-ai's output tool comes after the function tools
-        return _call(tools[-1]["function"], len(messages))
+        return _call([tools[-1]["function"]], len(messages))
     if last.get("role") == "tool":
         return _json_or_text(request, f"The tool returned: {_text(last.get('content'))}")
     if tools and choice != "none":
-        return _call(_chosen(tools, choice), len(messages))
+        named = _named(tools, _text(last.get("content")))
+        if (
+            len(named) > 1
+            and choice in ("auto", "required")
+            and request.get("parallel_tool_calls") is not False
+        ):
+            return _call(named, len(messages))
+        return _call([_chosen(tools, choice)], len(messages))
     return _json_or_text(request, TEXT_ANSWER)
 
 
-def _call(function: dict[str, Any], number: int) -> dict[str, Any]:
-    parameters = function.get("parameters") or {}
-    call = {
-        "id": f"call_{number}",
-        "type": "function",
-        "function": {
-            "name": function["name"],
-            "arguments": json.dumps(example(parameters, parameters)),
-        },
-    }
-    return {"role": "assistant", "content": None, "tool_calls": [call]}
+def _named(tools: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """The offered functions the text names as words, in the order it names them."""
+    found = [
+        (match.start(), tool["function"])
+        for tool in tools
+        if (match := re.search(rf"\b{re.escape(tool['function']['name'])}\b", text))
+    ]
+    return [function for _, function in sorted(found, key=lambda item: item[0])]
+
+
+def _call(functions: list[dict[str, Any]], number: int) -> dict[str, Any]:
+    calls = []
+    for index, function in enumerate(functions):
+        parameters = function.get("parameters") or {}
+        arguments = json.dumps(example(parameters, parameters))
+        calls.append(
+            {
+                "id": f"call_{number}_{index}",
+                "type": "function",
+                "function": {"name": function["name"], "arguments": arguments},
+            }
+        )
+    return {"role": "assistant", "content": None, "tool_calls": calls}
 
 
 def _chosen(tools: list[dict[str, Any]], choice: Any) -> dict[str, Any]:

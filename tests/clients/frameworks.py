@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 MODEL = "agent"
 CITY = "Paris"
 QUESTION = f"What is the weather in {CITY} today?"
+# The mock upstream calls every tool the user's turn names, at once (parallel calls)
+PARALLEL_QUESTION = f"Use get_weather and get_local_time: what is it like in {CITY} now?"
 TRIP_REQUEST = "Plan a trip for Ada through Lyon by train."
 CLIENTS_DIR = Path(__file__).parent
 
@@ -58,6 +60,27 @@ class WeatherTool:
     @staticmethod
     def result(city: str) -> str:
         return f"Sunny and 21 degrees in {city}"
+
+
+@dataclass
+class TravelDesk:
+    """Two tools for parallel calls, noting every call as (tool, city) (one instance a run)."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def get_weather(self, city: str) -> str:
+        """Get the current weather in a city."""
+        self.calls.append(("get_weather", city))
+        return WeatherTool.result(city)
+
+    def get_local_time(self, city: str) -> str:
+        """Get the local time in a city."""
+        self.calls.append(("get_local_time", city))
+        return self.time_result(city)
+
+    @staticmethod
+    def time_result(city: str) -> str:
+        return f"It is 14:05 in {city}"
 
 
 def _chat_openai(base_url: str, api_key: str, model: str, **options: Any) -> Any:
@@ -104,6 +127,23 @@ def langchain_agent(
     )
     state = agent.invoke({"messages": [{"role": "user", "content": QUESTION}]})
     return state["messages"], tool
+
+
+def langchain_agent_parallel(
+    base_url: str, api_key: str, model: str = MODEL
+) -> tuple[list[Any], TravelDesk]:
+    """create_agent with two tools, asked for both: the run's messages and the tools' calls."""
+    from langchain.agents import create_agent
+    from langchain_core.tools import StructuredTool
+
+    desk = TravelDesk()
+    tools = [
+        StructuredTool.from_function(desk.get_weather, name="get_weather"),
+        StructuredTool.from_function(desk.get_local_time, name="get_local_time"),
+    ]
+    agent = create_agent(_chat_openai(base_url, api_key, model), tools=tools)
+    state = agent.invoke({"messages": [{"role": "user", "content": PARALLEL_QUESTION}]})
+    return state["messages"], desk
 
 
 def langchain_structured(base_url: str, api_key: str, model: str = MODEL) -> Any:
@@ -177,6 +217,26 @@ async def _pydantic_ai(
     return result.output, tool
 
 
+def pydantic_ai_parallel(base_url: str, api_key: str, model: str = MODEL) -> tuple[Any, TravelDesk]:
+    """A pydantic-ai Agent with two tools, asked for both, and output_type=WeatherReport."""
+    return asyncio.run(_pydantic_ai_parallel(base_url, api_key, model))
+
+
+async def _pydantic_ai_parallel(base_url: str, api_key: str, model: str) -> tuple[Any, TravelDesk]:
+    from openai import AsyncOpenAI
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    desk = TravelDesk()
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
+        chat_model = OpenAIChatModel(model, provider=OpenAIProvider(openai_client=client))
+        tools = [desk.get_weather, desk.get_local_time]
+        agent = Agent(chat_model, output_type=WeatherReport, tools=tools, retries=0)
+        result = await agent.run(PARALLEL_QUESTION)
+    return result.output, desk
+
+
 def openai_agents(base_url: str, api_key: str, model: str = MODEL) -> tuple[Any, WeatherTool]:
     """An Agents SDK agent on OpenAIChatCompletionsModel with a function tool and output_type:
     the final output and the tool with the calls it got. Tracing is off (no export)."""
@@ -219,6 +279,42 @@ def openai_agents_streamed(
 ) -> tuple[Any, WeatherTool]:
     """The same agent run with Runner.run_streamed (every event consumed)."""
     return asyncio.run(_openai_agents(base_url, api_key, model, streamed=True))
+
+
+def openai_agents_parallel(
+    base_url: str, api_key: str, model: str = MODEL
+) -> tuple[Any, TravelDesk]:
+    """The Agents SDK agent with two function tools, asked for both: output and the calls."""
+    return asyncio.run(_openai_agents_parallel(base_url, api_key, model))
+
+
+async def _openai_agents_parallel(
+    base_url: str, api_key: str, model: str
+) -> tuple[Any, TravelDesk]:
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)
+    desk = TravelDesk()
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
+        agent = Agent(
+            name="travel",
+            instructions="Answer with the weather report.",
+            model=OpenAIChatCompletionsModel(model=model, openai_client=client),
+            tools=[
+                function_tool(desk.get_weather, name_override="get_weather"),
+                function_tool(desk.get_local_time, name_override="get_local_time"),
+            ],
+            output_type=WeatherReport,
+        )
+        result = await Runner.run(agent, PARALLEL_QUESTION, max_turns=4)
+    return result.final_output, desk
 
 
 def instructor_run(python: Path, base_url: str, api_key: str, model: str = MODEL) -> dict[str, Any]:

@@ -25,13 +25,16 @@ CASES: dict[str, Callable[[str, str], Any]] = {
     "langchain-bind_tools": frameworks.langchain_bind_tools,
     "langchain-stream_tools": frameworks.langchain_stream_tools,
     "langchain-create_agent": frameworks.langchain_agent,
+    "langchain-create_agent_parallel": frameworks.langchain_agent_parallel,
     "langchain-structured_output": frameworks.langchain_structured,
     "pydantic_ai-output_type": frameworks.pydantic_ai_output,
     "langchain-structured_function_calling": frameworks.langchain_structured_function_calling,
     "pydantic_ai-streamed_output_type": frameworks.pydantic_ai_streamed_output,
     "pydantic_ai-tool_and_output_type": frameworks.pydantic_ai_tool_and_output,
+    "pydantic_ai-parallel_tools": frameworks.pydantic_ai_parallel,
     "openai_agents-tool_and_output_type": frameworks.openai_agents,
     "openai_agents-streamed": frameworks.openai_agents_streamed,
+    "openai_agents-parallel_tools": frameworks.openai_agents_parallel,
     "instructor-default_mode": lambda url, key: frameworks.instructor_run(
         INSTRUCTOR_PYTHON, url, key
     ),

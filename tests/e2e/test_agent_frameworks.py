@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel
 
 from tests.clients import frameworks
-from tests.clients.frameworks import CITY, Trip, WeatherReport, WeatherTool
+from tests.clients.frameworks import CITY, TravelDesk, Trip, WeatherReport, WeatherTool
 from tests.e2e.conftest import API_KEY
 from tests.e2e.servers import Server, serve_config
 
@@ -42,6 +42,7 @@ FORMATS: dict[str, dict[str, str]] = {
 }
 MODELS = list(FORMATS)
 HERMES = "agent-hermes"
+BOTH_CALLS = [("get_weather", CITY), ("get_local_time", CITY)]  # parallel, in the order named
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,24 @@ def test_langchain_agent_runs_the_tool_and_answers_from_it(agent_proxy: str, mod
     assert WeatherTool.result(city) in final.content  # answered from the tool's result
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_langchain_agent_parallel_calls(agent_proxy: str, model: str) -> None:
+    messages, desk = frameworks.langchain_agent_parallel(agent_proxy, API_KEY, model)
+    assert [type(m) for m in messages] == [
+        HumanMessage, AIMessage, ToolMessage, ToolMessage, AIMessage,
+    ]  # fmt: skip
+    calls = messages[1].tool_calls
+    assert [(call["name"], call["args"]) for call in calls] == [
+        (name, {"city": city}) for name, city in BOTH_CALLS
+    ]
+    assert len({call["id"] for call in calls}) == 2  # ids unique
+    assert sorted(desk.calls) == sorted(BOTH_CALLS)  # LangGraph runs the two concurrently
+    assert [m.tool_call_id for m in messages[2:4]] == [call["id"] for call in calls]
+    final = messages[4]
+    assert not final.tool_calls
+    assert TravelDesk.time_result(CITY) in final.content  # the mock quotes the last result
+
+
 def test_langchain_structured_output(agent_proxy: str) -> None:
     result = frameworks.langchain_structured(agent_proxy, API_KEY, HERMES)
     assert result["parsing_error"] is None
@@ -183,6 +202,14 @@ def test_pydantic_ai_tool_and_output_type(agent_proxy: str, model: str) -> None:
     assert_schema_valid(report)
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_pydantic_ai_parallel_calls(agent_proxy: str, model: str) -> None:
+    report, desk = frameworks.pydantic_ai_parallel(agent_proxy, API_KEY, model)
+    assert desk.calls == BOTH_CALLS  # both tools ran, then the output tool was called
+    assert isinstance(report, WeatherReport)
+    assert_schema_valid(report)
+
+
 # OpenAI Agents SDK
 
 
@@ -198,5 +225,13 @@ def test_openai_agents_tool_and_output_type(agent_proxy: str, model: str) -> Non
 def test_openai_agents_streamed(agent_proxy: str) -> None:
     report, tool = frameworks.openai_agents_streamed(agent_proxy, API_KEY, HERMES)
     assert tool.calls == [CITY]
+    assert isinstance(report, WeatherReport)
+    assert_schema_valid(report)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_openai_agents_parallel_calls(agent_proxy: str, model: str) -> None:
+    report, desk = frameworks.openai_agents_parallel(agent_proxy, API_KEY, model)
+    assert sorted(desk.calls) == sorted(BOTH_CALLS)
     assert isinstance(report, WeatherReport)
     assert_schema_valid(report)

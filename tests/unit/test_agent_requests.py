@@ -18,6 +18,8 @@ FIXTURES = Path(__file__).parents[1] / "data" / "agent_requests"
 CONFIG = ModelConfig(name="agent", api_base="http://127.0.0.1:1/inference")
 
 WEATHER = ("get_weather",)
+DESK = ("get_weather", "get_local_time")
+RESULTS = {"get_weather": "Sunny and 21 degrees in Paris", "get_local_time": "It is 14:05 in Paris"}
 TRIP_SCHEMA = {"traveller", "days", "cities", "mode"}
 
 # fixture → (tools offered, tool_choice, tool_name, json mode, schema name, strict, roles)
@@ -27,6 +29,10 @@ EXPECTED: dict[str, tuple[tuple[str, ...], str, str | None, str, str | None, boo
     "langchain-create_agent-1": (WEATHER, "auto", None, "text", None, False, "system user"),
     "langchain-create_agent-2": (
         WEATHER, "auto", None, "text", None, False, "system user assistant tool",
+    ),
+    "langchain-create_agent_parallel-1": (DESK, "auto", None, "text", None, False, "user"),
+    "langchain-create_agent_parallel-2": (
+        DESK, "auto", None, "text", None, False, "user assistant tool tool",
     ),
     "langchain-structured_output": ((), "auto", None, "json_schema", "Trip", True, "user"),
     "langchain-structured_function_calling": (
@@ -45,6 +51,20 @@ EXPECTED: dict[str, tuple[tuple[str, ...], str, str | None, str, str | None, boo
     "pydantic_ai-tool_and_output_type-2": (
         ("get_weather", "final_result"), "required", None, "text", None, False,
         "user assistant tool",
+    ),
+    "pydantic_ai-parallel_tools-1": (
+        (*DESK, "final_result"), "required", None, "text", None, False, "user",
+    ),
+    "pydantic_ai-parallel_tools-2": (
+        (*DESK, "final_result"), "required", None, "text", None, False,
+        "user assistant tool tool",
+    ),
+    "openai_agents-parallel_tools-1": (
+        DESK, "auto", None, "json_schema", "final_output", True, "system user",
+    ),
+    "openai_agents-parallel_tools-2": (
+        DESK, "auto", None, "json_schema", "final_output", True,
+        "system user assistant tool tool",
     ),
     "openai_agents-tool_and_output_type-1": (
         WEATHER, "auto", None, "json_schema", "final_output", True, "system user",
@@ -95,6 +115,7 @@ def test_schemas_keep_their_structure(name: str) -> None:
         assert schema["type"] == "object"
         properties = set(schema["properties"])
         assert properties in ({"city"}, {"city", "summary"}, TRIP_SCHEMA)
+        assert set(schema.get("required", [])) == properties
         if properties == TRIP_SCHEMA:
             # the nested City: a $ref into $defs (Pydantic's form), or inlined (LangChain's
             # function_calling)
@@ -116,10 +137,11 @@ def test_turns(name: str) -> None:
     assert len(calls) == len(results)
     for call, result in zip(calls, results, strict=True):
         # arguments as a dict (HF's form); the tool turn named after the call it answers
-        assert call["function"] == {"name": "get_weather", "arguments": {"city": "Paris"}}
+        name = call["function"]["name"]
+        assert call["function"] == {"name": name, "arguments": {"city": "Paris"}}
         assert result["tool_call_id"] == call["id"]
-        assert result["name"] == "get_weather"
-        assert result["content"] == "Sunny and 21 degrees in Paris"
+        assert result["name"] == name
+        assert result["content"] == RESULTS[name]
 
 
 def test_the_recorded_shapes() -> None:
