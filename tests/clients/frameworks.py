@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -161,27 +162,14 @@ def langchain_structured_function_calling(base_url: str, api_key: str, model: st
 
 def pydantic_ai_output(base_url: str, api_key: str, model: str = MODEL) -> Any:
     """A pydantic-ai Agent with output_type=Trip on its OpenAI chat model: the run's output."""
-    output, _ = asyncio.run(_pydantic_ai(base_url, api_key, model, Trip, TRIP_REQUEST, None))
-    return output
+    return asyncio.run(_pydantic_ai(base_url, api_key, model, Trip, TRIP_REQUEST, []))
 
 
 def pydantic_ai_streamed_output(base_url: str, api_key: str, model: str = MODEL) -> Any:
     """The output_type=Trip agent run with run_stream: (the output, the run's usage)."""
-    return asyncio.run(_pydantic_ai_streamed(base_url, api_key, model))
-
-
-async def _pydantic_ai_streamed(base_url: str, api_key: str, model: str) -> Any:
-    from openai import AsyncOpenAI
-    from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
-
-    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
-        chat_model = OpenAIChatModel(model, provider=OpenAIProvider(openai_client=client))
-        agent = Agent(chat_model, output_type=Trip, retries=0)
-        async with agent.run_stream(TRIP_REQUEST) as result:
-            output = await result.get_output()
-            return output, result.usage
+    return asyncio.run(
+        _pydantic_ai(base_url, api_key, model, Trip, TRIP_REQUEST, [], streamed=True)
+    )
 
 
 def pydantic_ai_tool_and_output(
@@ -190,8 +178,19 @@ def pydantic_ai_tool_and_output(
     """A pydantic-ai Agent with a function tool and output_type=WeatherReport: the output and
     the tool with the calls it got."""
     tool = WeatherTool()
-    output, _ = asyncio.run(_pydantic_ai(base_url, api_key, model, WeatherReport, QUESTION, tool))
+    functions = [tool.get_weather]
+    output = asyncio.run(_pydantic_ai(base_url, api_key, model, WeatherReport, QUESTION, functions))
     return output, tool
+
+
+def pydantic_ai_parallel(base_url: str, api_key: str, model: str = MODEL) -> tuple[Any, TravelDesk]:
+    """A pydantic-ai Agent with two tools, asked for both, and output_type=WeatherReport."""
+    desk = TravelDesk()
+    functions = [desk.get_weather, desk.get_local_time]
+    output = asyncio.run(
+        _pydantic_ai(base_url, api_key, model, WeatherReport, PARALLEL_QUESTION, functions)
+    )
+    return output, desk
 
 
 async def _pydantic_ai(
@@ -200,10 +199,12 @@ async def _pydantic_ai(
     model: str,
     output_type: type[BaseModel],
     prompt: str,
-    tool: WeatherTool | None,
-) -> tuple[Any, WeatherTool | None]:
-    # Agent.run in asyncio.run, with a client closed at the end: run_sync would leave its own
-    # event loop open behind it.
+    functions: list[Callable[[str], str]],
+    *,
+    streamed: bool = False,
+) -> Any:
+    """The run's output; (output, usage) when streamed. Agent.run in asyncio.run, with a client
+    closed at the end: run_sync would leave its own event loop open behind it."""
     from openai import AsyncOpenAI
     from pydantic_ai import Agent
     from pydantic_ai.models.openai import OpenAIChatModel
@@ -211,86 +212,54 @@ async def _pydantic_ai(
 
     async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
         chat_model = OpenAIChatModel(model, provider=OpenAIProvider(openai_client=client))
-        tools = [tool.get_weather] if tool is not None else []
-        agent = Agent(chat_model, output_type=output_type, tools=tools, retries=0)
+        agent = Agent(chat_model, output_type=output_type, tools=functions, retries=0)
+        if streamed:
+            async with agent.run_stream(prompt) as stream:
+                return await stream.get_output(), stream.usage
         result = await agent.run(prompt)
-    return result.output, tool
-
-
-def pydantic_ai_parallel(base_url: str, api_key: str, model: str = MODEL) -> tuple[Any, TravelDesk]:
-    """A pydantic-ai Agent with two tools, asked for both, and output_type=WeatherReport."""
-    return asyncio.run(_pydantic_ai_parallel(base_url, api_key, model))
-
-
-async def _pydantic_ai_parallel(base_url: str, api_key: str, model: str) -> tuple[Any, TravelDesk]:
-    from openai import AsyncOpenAI
-    from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
-
-    desk = TravelDesk()
-    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
-        chat_model = OpenAIChatModel(model, provider=OpenAIProvider(openai_client=client))
-        tools = [desk.get_weather, desk.get_local_time]
-        agent = Agent(chat_model, output_type=WeatherReport, tools=tools, retries=0)
-        result = await agent.run(PARALLEL_QUESTION)
-    return result.output, desk
+        return result.output
 
 
 def openai_agents(base_url: str, api_key: str, model: str = MODEL) -> tuple[Any, WeatherTool]:
     """An Agents SDK agent on OpenAIChatCompletionsModel with a function tool and output_type:
     the final output and the tool with the calls it got. Tracing is off (no export)."""
-    return asyncio.run(_openai_agents(base_url, api_key, model))
-
-
-async def _openai_agents(
-    base_url: str, api_key: str, model: str, *, streamed: bool = False
-) -> tuple[Any, WeatherTool]:
-    from agents import (
-        Agent,
-        OpenAIChatCompletionsModel,
-        Runner,
-        function_tool,
-        set_tracing_disabled,
-    )
-    from openai import AsyncOpenAI
-
-    set_tracing_disabled(True)
     tool = WeatherTool()
-    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
-        agent = Agent(
-            name="weather",
-            instructions="Answer with the weather report; call get_weather first.",
-            model=OpenAIChatCompletionsModel(model=model, openai_client=client),
-            tools=[function_tool(tool.get_weather, name_override="get_weather")],
-            output_type=WeatherReport,
-        )
-        if not streamed:
-            result = await Runner.run(agent, QUESTION, max_turns=4)
-            return result.final_output, tool
-        stream = Runner.run_streamed(agent, QUESTION, max_turns=4)
-        async for _event in stream.stream_events():
-            pass
-        return stream.final_output, tool
+    output = asyncio.run(_openai_agents(base_url, api_key, model, [tool.get_weather], QUESTION))
+    return output, tool
 
 
 def openai_agents_streamed(
     base_url: str, api_key: str, model: str = MODEL
 ) -> tuple[Any, WeatherTool]:
     """The same agent run with Runner.run_streamed (every event consumed)."""
-    return asyncio.run(_openai_agents(base_url, api_key, model, streamed=True))
+    tool = WeatherTool()
+    output = asyncio.run(
+        _openai_agents(base_url, api_key, model, [tool.get_weather], QUESTION, streamed=True)
+    )
+    return output, tool
 
 
 def openai_agents_parallel(
-    base_url: str, api_key: str, model: str = MODEL
+    base_url: str, api_key: str, model: str = MODEL, *, streamed: bool = False
 ) -> tuple[Any, TravelDesk]:
     """The Agents SDK agent with two function tools, asked for both: output and the calls."""
-    return asyncio.run(_openai_agents_parallel(base_url, api_key, model))
+    desk = TravelDesk()
+    functions = [desk.get_weather, desk.get_local_time]
+    output = asyncio.run(
+        _openai_agents(base_url, api_key, model, functions, PARALLEL_QUESTION, streamed=streamed)
+    )
+    return output, desk
 
 
-async def _openai_agents_parallel(
-    base_url: str, api_key: str, model: str
-) -> tuple[Any, TravelDesk]:
+async def _openai_agents(
+    base_url: str,
+    api_key: str,
+    model: str,
+    functions: list[Callable[[str], str]],
+    question: str,
+    *,
+    streamed: bool = False,
+) -> Any:
     from agents import (
         Agent,
         OpenAIChatCompletionsModel,
@@ -301,20 +270,21 @@ async def _openai_agents_parallel(
     from openai import AsyncOpenAI
 
     set_tracing_disabled(True)
-    desk = TravelDesk()
     async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
         agent = Agent(
-            name="travel",
-            instructions="Answer with the weather report.",
+            name="weather",
+            instructions="Answer with the weather report; call the tools first.",
             model=OpenAIChatCompletionsModel(model=model, openai_client=client),
-            tools=[
-                function_tool(desk.get_weather, name_override="get_weather"),
-                function_tool(desk.get_local_time, name_override="get_local_time"),
-            ],
+            tools=[function_tool(f, name_override=f.__name__) for f in functions],
             output_type=WeatherReport,
         )
-        result = await Runner.run(agent, PARALLEL_QUESTION, max_turns=4)
-    return result.final_output, desk
+        if not streamed:
+            result = await Runner.run(agent, question, max_turns=4)
+            return result.final_output
+        stream = Runner.run_streamed(agent, question, max_turns=4)
+        async for _event in stream.stream_events():
+            pass
+        return stream.final_output
 
 
 def instructor_run(python: Path, base_url: str, api_key: str, model: str = MODEL) -> dict[str, Any]:

@@ -35,6 +35,9 @@ CASES: dict[str, Callable[[str, str], Any]] = {
     "openai_agents-tool_and_output_type": frameworks.openai_agents,
     "openai_agents-streamed": frameworks.openai_agents_streamed,
     "openai_agents-parallel_tools": frameworks.openai_agents_parallel,
+    "openai_agents-parallel_tools_streamed": lambda url, key: frameworks.openai_agents_parallel(
+        url, key, streamed=True
+    ),
     "instructor-default_mode": lambda url, key: frameworks.instructor_run(
         INSTRUCTOR_PYTHON, url, key
     ),

@@ -235,3 +235,11 @@ def test_openai_agents_parallel_calls(agent_proxy: str, model: str) -> None:
     assert sorted(desk.calls) == sorted(BOTH_CALLS)
     assert isinstance(report, WeatherReport)
     assert_schema_valid(report)
+
+
+def test_openai_agents_parallel_calls_streamed(agent_proxy: str) -> None:
+    # the SDK's stream handler puts each call together from its chunks, by index
+    report, desk = frameworks.openai_agents_parallel(agent_proxy, API_KEY, HERMES, streamed=True)
+    assert sorted(desk.calls) == sorted(BOTH_CALLS)
+    assert isinstance(report, WeatherReport)
+    assert_schema_valid(report)

@@ -66,6 +66,13 @@ EXPECTED: dict[str, tuple[tuple[str, ...], str, str | None, str, str | None, boo
         DESK, "auto", None, "json_schema", "final_output", True,
         "system user assistant tool tool",
     ),
+    "openai_agents-parallel_tools_streamed-1": (
+        DESK, "auto", None, "json_schema", "final_output", True, "system user",
+    ),
+    "openai_agents-parallel_tools_streamed-2": (
+        DESK, "auto", None, "json_schema", "final_output", True,
+        "system user assistant tool tool",
+    ),
     "openai_agents-tool_and_output_type-1": (
         WEATHER, "auto", None, "json_schema", "final_output", True, "system user",
     ),
