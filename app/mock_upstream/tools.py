@@ -1,0 +1,320 @@
+"""The mock upstream as a tool-using model: a prompt in, the answer it intends out (pure).
+
+    plan_answer(prompt) -> Planned | None      None: no tools and no JSON asked (the filler path)
+    continue_answer(prompt, planned, reasoning=...) -> str   the continuation after `prompt`
+
+It reads the conventions the proxy writes into prompts (`app.tool_prompts`), and those of the
+usual Jinja chat templates; see `app.mock_upstream` for the rules, summed up:
+
+- Tools: every JSON object `{"type": "function", "function": {"name", ...}}` in the prompt
+  (a tool call, with `arguments`, is not a tool). Format: the first of these markers found:
+  `[TOOL_CALLS]` or `[AVAILABLE_TOOLS]` → mistral, `<tool_call>` → hermes,
+  `"parameters": dictionary of argument name and its value` → llama3_json, `[func_name1(` →
+  pythonic. Tools without any marker are ignored.
+- A tool result: a result marker (`<tool_response>`, `[TOOL_RESULTS]`, `ipython<|end_header_id|>`,
+  `<|im_start|>tool`) after the last user-turn marker (`<|im_start|>user`,
+  `<|start_header_id|>user`, `[INST]`) that follows a call to an offered tool written after the
+  tool list; a marker in an instruction's example text, before any call, is not a result.
+- The answer: a call when tools are offered and no result is in (the tool named by a prefilled
+  call; else the one whose name and description share most words with the last user turn); a
+  call also when the prompt ends with the opening of a call (a required call), then preferring a
+  tool not called yet. Else a JSON object when `Answer with a single JSON object` is asked (valid
+  for the schema after `that matches this JSON schema:`; `{"answer": ...}` without one). Else,
+  with a result in, text quoting the last result.
+- Prefill: the continuation is what follows the longest prefix of the answer the prompt ends with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from app.mock_upstream.examples import example_value
+
+TOOL_MARK = '"type": "function"'
+JSON_PHRASE = "Answer with a single JSON object"
+RESULT_CHARS = 200  # of a tool result quoted in the text answer
+MAX_PREFILL = 1024  # the longest prefill looked for at the end of a prompt
+
+_FORMAT_MARKERS = (
+    ("[TOOL_CALLS]", "mistral"),
+    ("[AVAILABLE_TOOLS]", "mistral"),  # Mistral's own templates, before any call was made
+    ("<tool_call>", "hermes"),
+    ('"parameters": dictionary of argument name and its value', "llama3_json"),
+    ("[func_name1(", "pythonic"),
+)
+_RESULT_MARKERS = (
+    "<tool_response>",
+    "[TOOL_RESULTS]",
+    "ipython<|end_header_id|>",
+    "<|im_start|>tool",
+)
+_RESULT_ENDS = (
+    "</tool_response>",
+    "[/TOOL_RESULTS]",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "[/INST]",
+    "</s>",
+)
+_USER_MARKERS = ("<|im_start|>user", "<|start_header_id|>user", "[INST]")
+_TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "[/INST]")
+_USER_TURN = re.compile(
+    r"<\|im_start\|>user\n?|<\|start_header_id\|>user<\|end_header_id\|>|\[INST\]"
+)
+# Each format's call up to the function's name (the proxy's prefills are prefixes of the calls)
+_OPENINGS = {
+    "hermes": '<tool_call>\n{"name": "',
+    "llama3_json": '{"name": "',
+    "mistral": '[TOOL_CALLS][{"name": "',
+    "pythonic": "[",
+}
+_TOOL_START = re.compile(r'\{\s*"type"\s*:\s*"function"')
+_SCHEMA_ASK = re.compile(re.escape(JSON_PHRASE) + r"\s+that matches this JSON schema:\s*")
+_WORD = re.compile(r"[^\W_]+")
+_LETTERS = re.compile(r"[^\W\d_]{2,}")
+_STOP_WORDS = frozenset({
+    "a", "about", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do",
+    "does", "for", "from", "get", "how", "i", "if", "in", "is", "it", "its", "me", "my", "now",
+    "of", "on", "or", "please", "show", "some", "tell", "than", "that", "the", "them", "then",
+    "there", "they", "this", "to", "today", "use", "we", "what", "when", "where", "which", "who",
+    "why", "will", "with", "would", "you", "your",
+})  # fmt: skip
+
+_DECODER = json.JSONDecoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The answer the mock means to write (`text`) and what it thinks first (`thought`)."""
+
+    text: str
+    thought: str
+
+
+def think(thought: str) -> str:
+    """The `<think>` block a reasoning model writes before its answer."""
+    return f"<think>\n{thought}\n</think>\n\n"
+
+
+def plan_answer(prompt: str) -> Planned | None:
+    """The answer to a prompt that offers tools or asks for JSON; None for any other prompt.
+
+    Plain prompts cost two substring searches.
+    """
+    wants_json = JSON_PHRASE in prompt
+    if TOOL_MARK not in prompt and not wants_json:
+        return None
+    tools, tools_end = _find_tools(prompt)
+    tool_format = _find_format(prompt) if tools else None
+    if tool_format is None:
+        tools, tools_end = [], 0
+    user = _last_user_text(prompt, tools_end)
+    calls = _Calls(tool_format, tools) if tool_format else None
+    result = _last_result(prompt, calls, tools_end)
+    if calls is not None:
+        planned = calls.plan(prompt, user, tools_end, result is not None)
+        if planned is not None:
+            return planned
+    if wants_json:
+        return _json_answer(prompt, user, result)
+    if result is not None:
+        return _text_answer(result)
+    return None
+
+
+def continue_answer(prompt: str, planned: Planned, *, reasoning: bool = False) -> str:
+    """What follows `prompt` when the model writes `planned`, as a continuation.
+
+    The prompt may already hold the answer's beginning (a prefill): the continuation is the rest
+    of the answer after the longest prefix the prompt ends with. With `reasoning`, a `<think>`
+    block comes first, unless a prefill already began the answer.
+    """
+    begun = overlap(prompt, planned.text)
+    if begun or not reasoning:
+        return planned.text[begun:]
+    full = think(planned.thought) + planned.text
+    return full[overlap(prompt, full) :]
+
+
+def overlap(prompt: str, answer: str) -> int:
+    """The longest k <= MAX_PREFILL such that `prompt` ends with `answer[:k]`."""
+    if not prompt or not answer:
+        return 0
+    last = prompt[-1]
+    end = min(len(answer), len(prompt), MAX_PREFILL)
+    index = answer.rfind(last, 0, end)
+    while index >= 0:  # only where the answer has the prompt's last character
+        if prompt.endswith(answer[: index + 1]):
+            return index + 1
+        index = answer.rfind(last, 0, index)
+    return 0
+
+
+# What the prompt holds
+
+
+def _find_tools(prompt: str) -> tuple[list[dict[str, Any]], int]:
+    """The functions offered, each once, and where the last one's JSON ends."""
+    tools: dict[str, dict[str, Any]] = {}
+    end = 0
+    for match in _TOOL_START.finditer(prompt):
+        try:
+            value, stop = _DECODER.raw_decode(prompt, match.start())
+        except ValueError:
+            continue
+        function = value.get("function") if isinstance(value, dict) else None
+        if not isinstance(function, dict) or "arguments" in function:
+            continue  # not a tool: a call written in OpenAI's form
+        name = function.get("name")
+        if isinstance(name, str) and name:
+            tools.setdefault(name, function)
+            end = max(end, stop)
+    return list(tools.values()), end
+
+
+def _find_format(prompt: str) -> str | None:
+    return next((fmt for marker, fmt in _FORMAT_MARKERS if marker in prompt), None)
+
+
+def _last_of(prompt: str, markers: tuple[str, ...]) -> tuple[int, str]:
+    """The position and text of the last of `markers` in `prompt`; (-1, "") when none is."""
+    return max((prompt.rfind(marker), marker) for marker in markers)
+
+
+def _last_user_text(prompt: str, tools_end: int) -> str:
+    """The last user turn that is not a tool result (raw prompts: all after the tools)."""
+    for marker in reversed(list(_USER_TURN.finditer(prompt))):
+        start = max(marker.end(), tools_end)
+        ends = [i for i in (prompt.find(end, start) for end in _TURN_ENDS) if i >= 0]
+        text = prompt[start : min(ends, default=len(prompt))].strip()
+        if not text.startswith(_RESULT_MARKERS):
+            return text
+    return prompt[tools_end:]
+
+
+def _last_result(prompt: str, calls: _Calls | None, tools_end: int) -> str | None:
+    """The content of the last tool result of the current turn, if there is one."""
+    position, marker = _last_of(prompt, _RESULT_MARKERS)
+    if position < 0 or position <= _last_of(prompt, _USER_MARKERS)[0]:
+        return None
+    if calls is not None and calls.called(prompt, tools_end, position) == []:
+        return None  # a marker in the instruction's text, not a result
+    start = position + len(marker)
+    ends = [i for i in (prompt.find(end, start) for end in _RESULT_ENDS) if i >= 0]
+    return prompt[start : min(ends, default=len(prompt))].strip()
+
+
+# The answers
+
+
+class _Calls:
+    """The offered tools and how calls to them are written in one tool format."""
+
+    def __init__(self, tool_format: str, tools: list[dict[str, Any]]) -> None:
+        self.format = tool_format
+        self.tools = tools
+        names = "|".join(re.escape(tool["name"]) for tool in tools)
+        self.call_pattern = re.compile(
+            rf'"name"\s*:\s*"({names})"|(?<![\w"])({names})(?:\(|\{{|\[ARGS\])'
+        )
+
+    def called(self, prompt: str, start: int, end: int) -> list[str]:
+        """The names of the tools called between `start` and `end`, in order."""
+        found = self.call_pattern.finditer(prompt, start, end)
+        return [match.group(1) or match.group(2) for match in found]
+
+    def plan(self, prompt: str, user: str, tools_end: int, has_result: bool) -> Planned | None:
+        """A call, unless a result is in and the prompt does not begin a call."""
+        word = _place_word(user)
+        answers = {tool["name"]: self.write(tool, word) for tool in self.tools}
+        begun = {name: overlap(prompt, text) for name, text in answers.items()}
+        name = max(begun, key=lambda n: begun[n])  # the first of the longest on a tie
+        if begun[name] > len(_OPENINGS[self.format]) + len(name):
+            return Planned(answers[name], f"I was asked to call {name}.")  # a named prefill
+        if has_result and not begun[name]:
+            return None
+        candidates = self.tools
+        if has_result:  # and a call is required: one not made yet
+            done = set(self.called(prompt, tools_end, len(prompt)))
+            candidates = [tool for tool in self.tools if tool["name"] not in done] or self.tools
+        tool = _best_match(candidates, user)
+        return Planned(answers[tool["name"]], f"I should call {tool['name']} to answer this.")
+
+    def write(self, tool: dict[str, Any], word: str | None) -> str:
+        """A call to `tool` in the format, with arguments valid for its parameters."""
+        name = tool["name"]
+        schema = tool.get("parameters")
+        value = example_value(schema if schema else {"type": "object"}, word=word)
+        arguments = value if isinstance(value, dict) else {}
+        if self.format == "pythonic":
+            listed = ", ".join(f"{key}={_python_literal(v)}" for key, v in arguments.items())
+            return f"[{name}({listed})]"
+        quoted = json.dumps(arguments, ensure_ascii=False)
+        head = _OPENINGS[self.format] + name
+        if self.format == "hermes":
+            return f'{head}", "arguments": {quoted}}}\n</tool_call>'
+        if self.format == "llama3_json":
+            return f'{head}", "parameters": {quoted}}}'
+        return f'{head}", "arguments": {quoted}}}]'  # mistral
+
+
+def _best_match(tools: list[dict[str, Any]], user: str) -> dict[str, Any]:
+    """The tool whose name and description share most words with `user` (the first on a tie)."""
+    asked = set(_WORD.findall(user.lower())) - _STOP_WORDS
+
+    def shared(tool: dict[str, Any]) -> int:
+        about = f"{tool['name']} {tool.get('description') or ''}".lower().replace("_", " ")
+        return len(asked & set(_WORD.findall(about)))
+
+    return max(tools, key=shared)
+
+
+def _place_word(user: str) -> str | None:
+    """The last capitalised word of the user's turn, but for question words, acronyms and such."""
+    words = [
+        word
+        for word in _LETTERS.findall(user)
+        if word[0].isupper() and not word.isupper() and word.lower() not in _STOP_WORDS
+    ]
+    return words[-1] if words else None
+
+
+def _json_answer(prompt: str, user: str, result: str | None) -> Planned:
+    schema = None
+    for match in _SCHEMA_ASK.finditer(prompt):
+        try:
+            value, _ = _DECODER.raw_decode(prompt, match.end())
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            schema = value  # the last one asked for wins
+    if schema is None:
+        value = {"answer": _quoted(result) if result is not None else "example"}
+    else:
+        value = example_value(schema, word=_place_word(user))
+    thought = "The answer must be one JSON object; I will write it."
+    return Planned(json.dumps(value, ensure_ascii=False), thought)
+
+
+def _text_answer(result: str) -> Planned:
+    return Planned(_quoted(result), "The tool has answered; I can reply from its result.")
+
+
+def _quoted(result: str) -> str:
+    if len(result) > RESULT_CHARS:
+        result = result[:RESULT_CHARS] + "…"
+    return f"The tool returned: {result}"
+
+
+def _python_literal(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_python_literal, value)) + "]"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(k)}: {_python_literal(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    return json.dumps(value, ensure_ascii=False)
