@@ -102,10 +102,10 @@ def think(thought: str) -> str:
 def plan_answer(prompt: str) -> Planned | None:
     """The answer to a prompt that offers tools or asks for JSON; None for any other prompt.
 
-    Plain prompts cost two substring searches.
+    A plain prompt costs two substring searches, or one and a `memchr` when it has no "{".
     """
     wants_json = JSON_PHRASE in prompt
-    if TOOL_MARK not in prompt and not wants_json:
+    if not wants_json and not ("{" in prompt and TOOL_MARK in prompt):
         return None
     tools, tools_end = _find_tools(prompt)
     tool_format = _find_format(prompt) if tools else None
