@@ -3,25 +3,9 @@
     plan_answer(prompt) -> Planned | None      None: no tools and no JSON asked (the filler path)
     continue_answer(prompt, planned, reasoning=...) -> str   the continuation after `prompt`
 
-It reads the conventions the proxy writes into prompts (`app.tool_prompts`), and those of the
-usual Jinja chat templates; see `app.mock_upstream` for the rules, summed up:
-
-- Tools: every JSON object `{"type": "function", "function": {"name", ...}}` in the prompt
-  (a tool call, with `arguments`, is not a tool). Format: the first of these markers found:
-  `[TOOL_CALLS]` or `[AVAILABLE_TOOLS]` → mistral, `<tool_call>` → hermes,
-  `"parameters": dictionary of argument name and its value` → llama3_json, `[func_name1(` →
-  pythonic. Tools without any marker are ignored.
-- A tool result: a result marker (`<tool_response>`, `[TOOL_RESULTS]`, `ipython<|end_header_id|>`,
-  `<|im_start|>tool`) after the last user-turn marker (`<|im_start|>user`,
-  `<|start_header_id|>user`, `[INST]`) that follows a call to an offered tool written after the
-  tool list; a marker in an instruction's example text, before any call, is not a result.
-- The answer: a call when tools are offered and no result is in (the tool named by a prefilled
-  call; else the one whose name and description share most words with the last user turn); a
-  call also when the prompt ends with the opening of a call (a required call), then preferring a
-  tool not called yet. Else a JSON object when `Answer with a single JSON object` is asked (valid
-  for the schema after `that matches this JSON schema:`; `{"answer": ...}` without one). Else,
-  with a result in, text quoting the last result.
-- Prefill: the continuation is what follows the longest prefix of the answer the prompt ends with.
+It keys on the conventions the proxy writes into prompts (`app.tool_prompts`) and on those of
+the usual Jinja chat templates (Qwen's `<tool_call>`, Llama 3.1's "parameters" instruction,
+Mistral's `[AVAILABLE_TOOLS]`). The rules are in the docstring of `app.mock_upstream`.
 """
 
 from __future__ import annotations
