@@ -66,7 +66,7 @@ class _Example:
             return schema["enum"][variant % len(schema["enum"])]
         for keyword in ("anyOf", "oneOf"):
             if isinstance(schema.get(keyword), list) and schema[keyword]:
-                return self.value(self.choose(schema[keyword], depth), key, depth, variant)
+                return self.value(self.choose(schema[keyword], depth), key, depth + 1, variant)
         kind = _type(schema)
         if kind == "object":
             return self.object(schema, depth)
@@ -80,22 +80,23 @@ class _Example:
             return None
         return self.string(schema, key, variant)
 
-    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """`schema` with its `$ref` and `allOf` merged in (siblings win over the referenced)."""
-        for _ in range(_HARD_DEPTH):  # a $ref to a $ref ...; a cycle of bare refs ends here
-            ref = schema.get("$ref")
-            parts = schema.get("allOf")
-            if not isinstance(ref, str) and not isinstance(parts, list):
-                return schema
-            merged: dict[str, Any] = {}
-            found = [self.lookup(ref)] if isinstance(ref, str) else []
-            for part in found + (parts if isinstance(parts, list) else []):
-                if isinstance(part, dict):
-                    _merge(merged, self.resolve(part))
-            rest = {k: v for k, v in schema.items() if k not in ("$ref", "allOf")}
-            _merge(merged, rest, override=True)
-            schema = merged
-        return schema
+    def resolve(self, schema: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+        """`schema` with its `$ref` and `allOf` merged in (siblings win over the referenced);
+        a cycle of references ends in an empty schema."""
+        ref = schema.get("$ref")
+        parts = schema.get("allOf")
+        if not isinstance(ref, str) and not isinstance(parts, list):
+            return schema
+        if depth > _HARD_DEPTH:
+            return {}
+        merged: dict[str, Any] = {}
+        found = [self.lookup(ref)] if isinstance(ref, str) else []
+        for part in found + (parts if isinstance(parts, list) else []):
+            if isinstance(part, dict):
+                _merge(merged, self.resolve(part, depth + 1))
+        rest = {k: v for k, v in schema.items() if k not in ("$ref", "allOf")}
+        _merge(merged, rest, override=True)
+        return merged
 
     def lookup(self, ref: str) -> Any:
         if not ref.startswith("#"):
@@ -117,8 +118,9 @@ class _Example:
     def object(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
         properties = schema.get("properties")
         properties = properties if isinstance(properties, dict) else {}
-        required = [k for k in schema.get("required", ()) if isinstance(k, str)]
-        wanted = schema.get("minProperties", 0)
+        required = schema.get("required")
+        required = [k for k in required if isinstance(k, str)] if isinstance(required, list) else []
+        wanted = _count(schema, "minProperties", 0)
         names = list(dict.fromkeys(required))
         for name in properties:
             if len(names) >= wanted:
@@ -131,33 +133,42 @@ class _Example:
         prefix = schema.get("prefixItems")
         if isinstance(prefix, list):
             return [self.value(item, key, depth + 1, i) for i, item in enumerate(prefix)]
-        low = schema.get("minItems", 0)
+        low = _count(schema, "minItems", 0)
         count = low if depth >= _SOFT_DEPTH else max(low, 1)
-        count = min(count, schema.get("maxItems", count))
+        count = min(count, _count(schema, "maxItems", count))
         items = schema.get("items", {})
         return [self.value(items, key, depth + 1, i) for i in range(count)]
 
     def string(self, schema: dict[str, Any], key: str, variant: int) -> str:
-        text = _FORMATS.get(schema.get("format", ""))
+        text = _FORMATS.get(str(schema.get("format")))
         if text is None:
             wordy = self.word and any(part in key.lower() for part in _WORDY_KEYS)
             text = (self.word if wordy else None) or "example"
             if variant:
                 text += str(variant + 1)  # distinct items, for uniqueItems
-        low = schema.get("minLength", 0)
+        low = _count(schema, "minLength", 0)
         if len(text) < low:
             text += "x" * (low - len(text))
-        return text[: schema.get("maxLength", len(text))]
+        return text[: _count(schema, "maxLength", len(text))]
 
 
 def _merge(into: dict[str, Any], part: dict[str, Any], *, override: bool = False) -> None:
     for key, value in part.items():
-        if key == "properties" and isinstance(value, dict):
-            into["properties"] = {**into.get("properties", {}), **value}
-        elif key == "required" and isinstance(value, list):
-            into["required"] = list(dict.fromkeys([*into.get("required", []), *value]))
+        before = into.get(key)
+        if key == "properties" and isinstance(value, dict) and isinstance(before, dict):
+            into["properties"] = {**before, **value}
+        elif key == "required" and isinstance(value, list) and isinstance(before, list):
+            into["required"] = list(dict.fromkeys([*before, *value]))
         elif override or key not in into:
             into[key] = value
+
+
+def _count(schema: dict[str, Any], keyword: str, default: int) -> int:
+    """A count keyword (minItems, maxLength, ...); the default when it is not a count."""
+    value = schema.get(keyword)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10_000:
+        return value
+    return default
 
 
 def _type(schema: dict[str, Any]) -> str:

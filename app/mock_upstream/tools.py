@@ -147,7 +147,7 @@ def _find_tools(prompt: str) -> tuple[list[dict[str, Any]], int]:
     for match in _TOOL_START.finditer(prompt):
         try:
             value, stop = _DECODER.raw_decode(prompt, match.start())
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep
             continue
         function = value.get("function") if isinstance(value, dict) else None
         if not isinstance(function, dict) or "arguments" in function:
@@ -271,7 +271,7 @@ def _json_answer(prompt: str, user: str, result: str | None) -> Planned:
     for match in _SCHEMA_ASK.finditer(prompt):
         try:
             value, _ = _DECODER.raw_decode(prompt, match.end())
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict):
             schema = value  # the last one asked for wins

@@ -170,3 +170,44 @@ def test_recursion_ends() -> None:
         value = value["children"][0]
         depth += 1
     assert 1 <= depth <= 10
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "minItems": "3", "maxItems": None, "items": {"type": "string"}},
+        {"type": "string", "minLength": True, "maxLength": -1, "format": 7},
+        {"type": "object", "required": "abc", "properties": [], "minProperties": 1.5},
+        {"allOf": [{"properties": []}, {"properties": {"a": {}}, "required": ["a"]}]},
+        {"type": "integer", "minimum": "1", "multipleOf": 0},
+        {"$ref": "#/nowhere/at/all"},
+        {"$ref": "https://example.com/schema.json"},
+        {"anyOf": []},
+        {"enum": []},
+    ],
+)
+def test_malformed_schemas_get_a_value_not_an_exception(schema: dict[str, Any]) -> None:
+    example_value(schema)  # the mock must answer, whatever a client sent as a schema
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$defs": {"A": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"},
+        {"$defs": {"A": {"allOf": [{"$ref": "#/$defs/A"}]}}, "$ref": "#/$defs/A"},
+        {"$defs": {"A": {"anyOf": [{"$ref": "#/$defs/A"}]}}, "$ref": "#/$defs/A"},
+        {
+            "$defs": {
+                "A": {
+                    "type": "object",
+                    "properties": {"a": {"$ref": "#/$defs/A"}},
+                    "required": ["a"],
+                }
+            },
+            "$ref": "#/$defs/A",
+        },
+    ],
+    ids=["ref to itself", "allOf of itself", "anyOf of itself", "required self"],
+)
+def test_cyclic_references_end(schema: dict[str, Any]) -> None:
+    example_value(schema)  # returns: no RecursionError

@@ -383,3 +383,9 @@ async def test_app_with_a_reasoning_plan_thinks(fault: str | None) -> None:
     data = response.json()["data"]
     assert data == complete(body, reasoning=True)[1]["data"][: 1 if fault else 2]
     assert all("<think>" in item["output"][0] for item in data)
+
+
+def test_json_nested_too_deep_is_no_tool() -> None:
+    deep = '{"type": "function", "function": ' + "[" * 100_000
+    prompt = tool_prompt("chatml", "hermes", "first_call") + deep
+    assert continuation(prompt) == DATA["scenarios"]["first_call"]["hermes"]
