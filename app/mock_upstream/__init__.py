@@ -37,6 +37,8 @@ searches more (one when the prompt has no "{"). How it decides:
   stays "in" after a new question.
 - With tools and no result, it calls one tool: the one a prefilled call names, else the one
   whose name and description share most words with the last user turn (the first on a tie).
+  When that turn names several tools (`get_weather`, as a word), it calls each of them at once
+  (parallel calls, in the order named).
   With a result in, it answers `The tool returned: <the last result, 200 chars at most>`,
   unless the prompt ends with the opening of a call (the proxy requires one): then it calls a
   tool not called yet, if there is one.

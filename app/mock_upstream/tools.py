@@ -213,36 +213,57 @@ class _Calls:
     def plan(self, prompt: str, user: str, tools_end: int, has_result: bool) -> Planned | None:
         """A call, unless a result is in and the prompt does not begin a call."""
         word = _place_word(user)
-        answers = {tool["name"]: self.write(tool, word) for tool in self.tools}
+        answers = {tool["name"]: self.write([tool], word) for tool in self.tools}
         begun = {name: overlap(prompt, text) for name, text in answers.items()}
         name = max(begun, key=lambda n: begun[n])  # the first of the longest on a tie
         if begun[name] > len(_OPENINGS[self.format]) + len(name):
             return Planned(answers[name], f"I was asked to call {name}.")  # a named prefill
         if has_result and not begun[name]:
             return None
-        candidates = self.tools
         if has_result:  # and a call is required: one not made yet
             done = set(self.called(prompt, tools_end, len(prompt)))
             candidates = [tool for tool in self.tools if tool["name"] not in done] or self.tools
+        else:
+            named = self.named_in(user)
+            if len(named) > 1:
+                thought = f"I should call {', '.join(t['name'] for t in named)} at once."
+                return Planned(self.write(named, word), thought)
+            candidates = self.tools
         tool = _best_match(candidates, user)
         return Planned(answers[tool["name"]], f"I should call {tool['name']} to answer this.")
 
-    def write(self, tool: dict[str, Any], word: str | None) -> str:
-        """A call to `tool` in the format, with arguments valid for its parameters."""
+    def named_in(self, user: str) -> list[dict[str, Any]]:
+        """The tools `user` names (as whole words), in the order it names them."""
+        found = []
+        for tool in self.tools:
+            match = re.search(rf"(?<!\w){re.escape(tool['name'])}(?!\w)", user)
+            if match:
+                found.append((match.start(), tool))
+        return [tool for _, tool in sorted(found, key=lambda pair: pair[0])]
+
+    def write(self, tools: list[dict[str, Any]], word: str | None) -> str:
+        """Calls to `tools` in the format (parallel calls when several), with arguments valid
+        for their parameters."""
+        calls = [self.write_one(tool, word) for tool in tools]
+        if self.format == "hermes":
+            return "\n".join(f"<tool_call>\n{call}\n</tool_call>" for call in calls)
+        if self.format == "llama3_json":
+            return "; ".join(calls)
+        if self.format == "mistral":
+            return f"[TOOL_CALLS][{', '.join(calls)}]"
+        return f"[{', '.join(calls)}]"  # pythonic
+
+    def write_one(self, tool: dict[str, Any], word: str | None) -> str:
         name = tool["name"]
         schema = tool.get("parameters")
         value = example_value(schema if schema else {"type": "object"}, word=word)
         arguments = value if isinstance(value, dict) else {}
         if self.format == "pythonic":
             listed = ", ".join(f"{key}={_python_literal(v)}" for key, v in arguments.items())
-            return f"[{name}({listed})]"
+            return f"{name}({listed})"
+        key = "parameters" if self.format == "llama3_json" else "arguments"
         quoted = json.dumps(arguments, ensure_ascii=False)
-        head = _OPENINGS[self.format] + name
-        if self.format == "hermes":
-            return f'{head}", "arguments": {quoted}}}\n</tool_call>'
-        if self.format == "llama3_json":
-            return f'{head}", "parameters": {quoted}}}'
-        return f'{head}", "arguments": {quoted}}}]'  # mistral
+        return f'{{"name": {json.dumps(name, ensure_ascii=False)}, "{key}": {quoted}}}'
 
 
 def _best_match(tools: list[dict[str, Any]], user: str) -> dict[str, Any]:

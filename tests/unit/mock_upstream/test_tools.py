@@ -148,6 +148,9 @@ def tool_prompt(template: str, tool_format: str, scenario: str, *, bare: bool = 
         case "best_matching_tool":
             asked = {"role": "user", "content": "Search the web for Ada Lovelace"}
             return render(template, [system(tool_format), asked])
+        case "parallel_calls":
+            asked = {"role": "user", "content": "Use search_web and get_weather for Paris."}
+            return render(template, [system(tool_format), asked])
         case "after_result":
             return render(template, first + answered)
         case "new_question_after_result":
