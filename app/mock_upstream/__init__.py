@@ -33,8 +33,9 @@ searches more (one when the prompt has no "{"). How it decides:
   `<|im_start|>tool` comes after the last user-turn marker (`<|im_start|>user`,
   `<|start_header_id|>user`, `[INST]`) and, when tools are offered, after a call to one of them
   written after the tool list: the same marker in an instruction's example text is no result.
-  Its content runs to the result's or the turn's end. A raw prompt has no turns, so a result
-  stays "in" after a new question.
+  Its content runs to the result's or the turn's end. A raw prompt has no turn markers: there,
+  text after the result's closing marker (other than a call's opening or `{`, a prefill) is a
+  new question, and the result is no longer in.
 - With tools and no result, it calls one tool: the one a prefilled call names, else the one
   whose name and description share most words with the last user turn (the first on a tie).
   When that turn names several tools (`get_weather`, as a word), it calls each of them at once

@@ -182,13 +182,18 @@ def _last_user_text(prompt: str, tools_end: int) -> str:
 def _last_result(prompt: str, calls: _Calls | None, tools_end: int) -> str | None:
     """The content of the last tool result of the current turn, if there is one."""
     position, marker = _last_of(prompt, _RESULT_MARKERS)
-    if position < 0 or position <= _last_of(prompt, _USER_MARKERS)[0]:
+    user = _last_of(prompt, _USER_MARKERS)[0]
+    if position < 0 or position <= user:
         return None
     if calls is not None and calls.called(prompt, tools_end, position) == []:
         return None  # a marker in the instruction's text, not a result
     start = position + len(marker)
-    ends = [i for i in (prompt.find(end, start) for end in _RESULT_ENDS) if i >= 0]
-    return prompt[start : min(ends, default=len(prompt))].strip()
+    ends = [(i, end) for end in _RESULT_ENDS if (i := prompt.find(end, start)) >= 0]
+    stop, closer = min(ends, default=(len(prompt), ""))
+    after = prompt[stop + len(closer) :].strip()
+    if user < 0 and after and not any(o.startswith(after) for o in (*_OPENINGS.values(), "{")):
+        return None  # a raw prompt (no turns) that went on after the result: a new question
+    return prompt[start:stop].strip()
 
 
 # The answers

@@ -206,8 +206,6 @@ TOOL_CASES = [
     for scenario, expected_by_format in DATA["scenarios"].items()
     for tool_format, expected in expected_by_format.items()
     for template in TEMPLATES
-    # Raw prompts have no turns: a result stays "current" after a new question.
-    if not (template == "raw" and scenario == "new_question_after_result")
 ]
 
 
@@ -236,10 +234,16 @@ def test_json_prompts(template: str, scenario: str, expected: str | None) -> Non
     assert continuation(json_prompt(template, scenario)) == expected
 
 
-def test_raw_prompt_has_no_turns_so_a_result_stays_current() -> None:
-    """The limit the raw cases skip, stated: without user-turn markers a result is current."""
-    prompt = tool_prompt("raw", "hermes", "new_question_after_result")
-    assert continuation(prompt) == f"The tool returned: {RESULT}"
+def test_raw_prompt_with_a_bare_result_at_the_end_has_it_in() -> None:
+    """Raw prompts have no turns: text after a result's closing marker is a new question, and
+    a result without one runs to the end of the prompt."""
+    messages = [
+        system("hermes"),
+        {"role": "user", "content": QUESTION},
+        call("hermes", "get_weather", {"city": "Paris", "unit": "celsius"}),
+        {"role": "tool", "content": "<tool_response>\n21 degrees"},
+    ]
+    assert continuation(render("raw", messages)) == "The tool returned: 21 degrees"
 
 
 def test_calls_in_the_prompt_are_not_tools() -> None:
