@@ -45,6 +45,8 @@ _RESULT_ENDS = (
 )
 _USER_MARKERS = ("<|im_start|>user", "<|start_header_id|>user", "[INST]")
 _TURN_ENDS = ("<|im_end|>", "<|eot_id|>", "[/INST]")
+# About where a call ends (arguments with nested objects may end a llama3_json call early)
+_CALL_ENDS = {"hermes": "</tool_call>", "llama3_json": "}}", "mistral": "}]", "pythonic": ")]"}
 _USER_TURN = re.compile(
     r"<\|im_start\|>user\n?|<\|start_header_id\|>user<\|end_header_id\|>|\[INST\]"
 )
@@ -59,6 +61,7 @@ _TOOL_START = re.compile(r'\{\s*"type"\s*:\s*"function"')
 _SCHEMA_ASK = re.compile(re.escape(JSON_PHRASE) + r"\s+that matches this JSON schema:\s*")
 _WORD = re.compile(r"[^\W_]+")
 _LETTERS = re.compile(r"[^\W\d_]{2,}")
+_LETTER = re.compile(r"[^\W\d_]")
 _STOP_WORDS = frozenset({
     "a", "about", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do",
     "does", "for", "from", "get", "how", "i", "if", "in", "is", "it", "its", "me", "my", "now",
@@ -95,11 +98,12 @@ def plan_answer(prompt: str) -> Planned | None:
     tool_format = _find_format(prompt) if tools else None
     if tool_format is None:
         tools, tools_end = [], 0
-    user = _last_user_text(prompt, tools_end)
     calls = _Calls(tool_format, tools) if tool_format else None
-    result = _last_result(prompt, calls, tools_end)
+    instruction_end = _instruction_end(prompt, tools_end, calls)
+    user = _last_user_text(prompt, tools_end, instruction_end, calls)
+    result = _last_result(prompt, calls, instruction_end)
     if calls is not None:
-        planned = calls.plan(prompt, user, tools_end, result is not None)
+        planned = calls.plan(prompt, user, instruction_end, result is not None)
         if planned is not None:
             return planned
     if wants_json:
@@ -168,24 +172,65 @@ def _last_of(prompt: str, markers: tuple[str, ...]) -> tuple[int, str]:
     return max((prompt.rfind(marker), marker) for marker in markers)
 
 
-def _last_user_text(prompt: str, tools_end: int) -> str:
-    """The last user turn that is not a tool result (raw prompts: all after the tools)."""
+def _instruction_end(prompt: str, tools_end: int, calls: _Calls | None) -> int:
+    """Where the turn holding the tools ends: calls before it are examples, not calls made. In
+    a prompt without turns (raw), the end of the first call after the tools (the example)."""
+    if calls is None:
+        return tools_end
+    ends = [i for end in _TURN_ENDS if (i := prompt.find(end, tools_end)) >= 0]
+    if ends:
+        return min(ends)
+    first = calls.call_pattern.search(prompt, tools_end)
+    return tools_end if first is None else _end_of(prompt, first.end(), calls.ends)
+
+
+def _end_of(prompt: str, start: int, closers: tuple[str, ...]) -> int:
+    """Just after the first of `closers` from `start` (`start` when there is none): about where
+    a call or a result ends, good enough to tell them from the text around them."""
+    ends = [i + len(end) for end in closers if (i := prompt.find(end, start)) >= 0]
+    return min(ends, default=start)
+
+
+def _last_user_text(prompt: str, tools_end: int, instruction_end: int, calls: _Calls | None) -> str:
+    """The last user turn that is not a tool result, without the tool instruction."""
     for marker in reversed(list(_USER_TURN.finditer(prompt))):
         start = max(marker.end(), tools_end)
-        ends = [i for i in (prompt.find(end, start) for end in _TURN_ENDS) if i >= 0]
-        text = prompt[start : min(ends, default=len(prompt))].strip()
+        ends = [i for end in _TURN_ENDS if (i := prompt.find(end, start)) >= 0]
+        stop = min(ends, default=len(prompt))
+        example = None if calls is None else calls.last_call(prompt, start, stop)
+        if calls is not None and example is not None:
+            # The instruction shares the turn (mistral): the text after its example.
+            start = min(_end_of(prompt, example, calls.ends), stop)
+        text = prompt[start:stop].strip()
         if not text.startswith(_RESULT_MARKERS):
             return text
-    return prompt[tools_end:]
+    # No turns (raw): the last text after the instruction that is neither a call nor a result.
+    texts = []
+    start = instruction_end
+    end = len(prompt) - max(overlap(prompt, opening) for opening in (*_OPENINGS.values(), "{"))
+    while start < end:
+        stops: list[tuple[int, int, tuple[str, ...]]] = [
+            (i, i, _RESULT_ENDS)
+            for mark in _RESULT_MARKERS
+            if (i := prompt.find(mark, start, end)) >= 0
+        ]
+        if calls is not None and (call := calls.call_pattern.search(prompt, start, end)):
+            stops.append((call.start(), call.end(), calls.ends))
+        stop, inside, closers = min(stops, default=(end, end, ()))
+        texts.append(prompt[start:stop].strip())
+        start = _end_of(prompt, inside, closers)
+        if start == inside:
+            break  # a call or result left open (a prefill), or the end
+    return next((text for text in reversed(texts) if _LETTER.search(text)), "")
 
 
-def _last_result(prompt: str, calls: _Calls | None, tools_end: int) -> str | None:
+def _last_result(prompt: str, calls: _Calls | None, instruction_end: int) -> str | None:
     """The content of the last tool result of the current turn, if there is one."""
     position, marker = _last_of(prompt, _RESULT_MARKERS)
     user = _last_of(prompt, _USER_MARKERS)[0]
     if position < 0 or position <= user:
         return None
-    if calls is not None and calls.called(prompt, tools_end, position) == []:
+    if calls is not None and calls.called(prompt, instruction_end, position) == []:
         return None  # a marker in the instruction's text, not a result
     start = position + len(marker)
     ends = [(i, end) for end in _RESULT_ENDS if (i := prompt.find(end, start)) >= 0]
@@ -205,17 +250,23 @@ class _Calls:
     def __init__(self, tool_format: str, tools: list[dict[str, Any]]) -> None:
         self.format = tool_format
         self.tools = tools
+        self.ends = (_CALL_ENDS[tool_format],)
         names = "|".join(re.escape(tool["name"]) for tool in tools)
         self.call_pattern = re.compile(
             rf'"name"\s*:\s*"({names})"|(?<![\w"])({names})(?:\(|\{{|\[ARGS\])'
         )
+
+    def last_call(self, prompt: str, start: int, end: int) -> int | None:
+        """Where the name of the last call between `start` and `end` ends, if there is one."""
+        matches = list(self.call_pattern.finditer(prompt, start, end))
+        return matches[-1].end() if matches else None
 
     def called(self, prompt: str, start: int, end: int) -> list[str]:
         """The names of the tools called between `start` and `end`, in order."""
         found = self.call_pattern.finditer(prompt, start, end)
         return [match.group(1) or match.group(2) for match in found]
 
-    def plan(self, prompt: str, user: str, tools_end: int, has_result: bool) -> Planned | None:
+    def plan(self, prompt: str, user: str, calls_start: int, has_result: bool) -> Planned | None:
         """A call, unless a result is in and the prompt does not begin a call."""
         word = _place_word(user)
         answers = {tool["name"]: self.write([tool], word) for tool in self.tools}
@@ -226,7 +277,7 @@ class _Calls:
         if has_result and not begun[name]:
             return None
         if has_result:  # and a call is required: one not made yet
-            done = set(self.called(prompt, tools_end, len(prompt)))
+            done = set(self.called(prompt, calls_start, len(prompt)))
             candidates = [tool for tool in self.tools if tool["name"] not in done] or self.tools
         else:
             named = self.named_in(user)

@@ -81,16 +81,22 @@ JSON_ASK = "Answer with a single JSON object that matches this JSON schema: " + 
 RESULT = '{"temperature": 21, "sky": "clear"}'
 QUESTION = "What is the weather like in Paris today?"
 
-# Each format's instruction: its marker, and its result marker in the example text (a trap).
+# Each format's instruction: its marker, its result marker in the text (a trap), and an example
+# call to the first tool (as the proxy writes it: a real name, placeholder arguments).
 INSTRUCTIONS = {
     "hermes": 'To call a function, write <tool_call>\n{"name": <function-name>, "arguments": '
-    "<args-json-object>}\n</tool_call>\nResults come back in <tool_response></tool_response>.",
+    "<args-json-object>}\n</tool_call>\nResults come back in <tool_response></tool_response>."
+    '\nFor example:\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "value", '
+    '"unit": "celsius"}}\n</tool_call>',
     "llama3_json": 'Respond in the format {"name": function name, "parameters": dictionary of '
-    "argument name and its value}. Results come back in <tool_response></tool_response>.",
+    "argument name and its value}. Results come back in <tool_response></tool_response>.\n"
+    'For example:\n{"name": "get_weather", "parameters": {"city": "value", "unit": "celsius"}}',
     "mistral": 'To call functions, write [TOOL_CALLS][{"name": <name>, "arguments": <object>}]. '
-    "Results come back after [TOOL_RESULTS].",
+    'Results come back after [TOOL_RESULTS].\nFor example:\n[TOOL_CALLS][{"name": '
+    '"get_weather", "arguments": {"city": "value", "unit": "celsius"}}]',
     "pythonic": "To call functions, write [func_name1(params_name1=params_value1, "
-    "params_name2=params_value2...), func_name2(params)]. Results come back in <tool_response>.",
+    "params_name2=params_value2...), func_name2(params)]. Results come back in <tool_response>."
+    '\nFor example:\n[get_weather(city="value", unit="celsius")]',
 }
 PREFILLS = {  # named (search_web) and required, as in the design
     "hermes": ('<tool_call>\n{"name": "search_web", "arguments": ', "<tool_call>\n"),
