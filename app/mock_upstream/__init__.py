@@ -32,12 +32,15 @@ searches more (one when the prompt has no "{"). How it decides:
 - A tool result is in when `<tool_response>`, `[TOOL_RESULTS]`, `ipython<|end_header_id|>` or
   `<|im_start|>tool` comes after the last user-turn marker (`<|im_start|>user`,
   `<|start_header_id|>user`, `[INST]`) and, when tools are offered, after a call to one of them
-  written after the tool list: the same marker in an instruction's example text is no result.
+  made after the instruction: calls count from the end of the turn holding the tool list (in a
+  raw prompt, from the end of the first call after it, the instruction's example), so an
+  instruction's example call or result marker is neither a call made nor a result.
   Its content runs to the result's or the turn's end. A raw prompt has no turn markers: there,
   text after the result's closing marker (other than a call's opening or `{`, a prefill) is a
   new question, and the result is no longer in.
 - With tools and no result, it calls one tool: the one a prefilled call names, else the one
-  whose name and description share most words with the last user turn (the first on a tie).
+  whose name and description share most words with the last user turn (the first on a tie;
+  the instruction's text, when it shares the turn, is left out).
   When that turn names several tools (`get_weather`, as a word), it calls each of them at once
   (parallel calls, in the order named).
   With a result in, it answers `The tool returned: <the last result, 200 chars at most>`,
