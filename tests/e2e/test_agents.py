@@ -19,6 +19,9 @@ from pydantic import BaseModel
 from tests.e2e.servers import Server, running_mock, serve_config
 
 KEY = "sk-agents"
+JINJA = (Path(__file__).parents[1] / "data" / "templates" / "qwen2_5_tools.jinja").read_text(
+    "utf-8"
+)
 WEATHER_SCHEMA = {
     "type": "object",
     "properties": {
@@ -55,6 +58,7 @@ FORMATS: dict[str, tuple[str, str | None]] = {
     "agent-mistral": ("mistral", None),
     "agent-pythonic": ("llama3", "pythonic"),
     "agent-raw": ("raw", None),
+    "agent-jinja": (JINJA, None),  # a Qwen 2.5-style template that renders the tools itself
 }
 
 
