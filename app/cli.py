@@ -399,6 +399,8 @@ def _print_routes(router: Router) -> None:
             f"max_retries {model.max_retries}, fallbacks {model.fallbacks or 'none'}\n"
             f"    template {route.template.name}, strip_prompt {model.strip_prompt}, "
             f"{counting}\n"
+            f"    tools {model.tools_syntax}, reasoning {model.reasoning}, "
+            f"output_retries {model.output_retries}\n"
             f"    defaults {model.defaults.model_dump()}"
         )
         for deployment in route.deployments.members:
