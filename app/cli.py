@@ -119,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
         help="send Retry-After: SECONDS with every error status",
     )
     mock.add_argument("--seed", type=int, metavar="N", help="seed the random draws, to repeat runs")
+    mock.add_argument(
+        "--reasoning",
+        action="store_true",
+        help="begin every answer with a <think>...</think> block, as a reasoning model does",
+    )
     mock.set_defaults(run=_mock_upstream)
 
     check = commands.add_parser("check-config", help="validate a config and show its models")
@@ -318,6 +323,7 @@ fault modes (--fault MODE, or the request header x-mock-fault: MODE):
   empty-output  huge[:BYTES]  trickle  reset-body  reset  hang
 other request headers: x-mock-delay-ms: MS, x-mock-retry-after: SECONDS
 counters: GET /_mock/stats, POST /_mock/reset-stats
+tools and JSON: a prompt offering tools gets a call, one asking for JSON a JSON object
 details: the docstring of app/mock_upstream/__init__.py"""
 
 
@@ -360,6 +366,7 @@ def _mock_upstream(args: argparse.Namespace) -> int:
             fault_rate=args.fault_rate,
             retry_after=args.retry_after,
             seed=args.seed,
+            reasoning=args.reasoning,
         )
     except ValueError as exc:
         print(f"custom-llm-proxy mock-upstream: error: {exc}", file=sys.stderr)
@@ -392,6 +399,8 @@ def _print_routes(router: Router) -> None:
             f"max_retries {model.max_retries}, fallbacks {model.fallbacks or 'none'}\n"
             f"    template {route.template.name}, strip_prompt {model.strip_prompt}, "
             f"{counting}\n"
+            f"    tools {model.tools_syntax}, reasoning {model.reasoning}, "
+            f"output_retries {model.output_retries}\n"
             f"    defaults {model.defaults.model_dump()}"
         )
         for deployment in route.deployments.members:

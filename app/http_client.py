@@ -19,14 +19,8 @@ all that error messages show. Which proxy, if any, is decided per deployment at 
 (`app.upstream_network`: the config's `proxy`, or HTTPS_PROXY / HTTP_PROXY / NO_PROXY).
 TLS: a Target may carry its own `ssl.SSLContext` (private CA, client certificate for mutual
 TLS, no verification); else the pool's, by default the system's CAs. The proxy and the TLS
-context are part of the `Origin`, the key of the pool's connections: deployments that differ
-in either never share a connection. Errors:
-
-    HTTPClientError
-    ├── ConnectFailed       no connection could be made (refused, unreachable, TLS failure,
-    │                       the proxy refused the tunnel)
-    ├── ConnectionBroken    the connection failed or the answer was not valid HTTP
-    └── ResponseTooLarge    the body passed `max_response_bytes`
+context are part of the `Origin` (app.http_origin), the key of the pool's connections:
+deployments that differ in either never share a connection. Errors: app.http_errors.
 
 Timeouts: a connection not made within `connect_timeout` is `ConnectFailed` (the request
 never left, so it is safe to send elsewhere); `post(..., timeout=s)` bounds the whole request
@@ -41,75 +35,28 @@ is freed.
 from __future__ import annotations
 
 import asyncio
-import collections
 import ssl
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
 from app.coarse_timers import coarse_timers
+from app.http_errors import (
+    ConnectFailed,
+    ConnectionBroken,
+    HTTPClientError,
+    ResponseTooLarge,
+    connect_error,
+)
+from app.http_origin import Origin, Proxy, Target
+from app.http_slots import Slots, SlotWaits, expire
+from app.http_tunnel import Tunnel, proxy_unreachable
 
 _IDLE_POLL_LIMIT = 64  # stale idle connections dropped per acquire, at most
-_TUNNEL_HEAD_LIMIT = 16 * 1024  # bytes of a proxy's answer to CONNECT, at most
-
-
-class HTTPClientError(Exception):
-    pass
-
-
-class ConnectFailed(HTTPClientError):
-    pass
-
-
-class ConnectionBroken(HTTPClientError):
-    def __init__(self, message: str, *, answered: bool = False) -> None:
-        super().__init__(message)
-        self.answered = answered  # whether any byte of an answer had arrived
-
-
-class ResponseTooLarge(HTTPClientError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Proxy:
-    """An HTTP forward proxy. `display` is its URL without credentials: the only form of it
-    that may be shown; `authorization` is the whole Proxy-Authorization value, or None."""
-
-    host: str
-    port: int
-    display: str
-    authorization: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where connections go and how: the key of the pool's connections. `tls` is the Target's
-    own context (compared by identity: one per distinct TLS config), None for the pool's."""
-
-    scheme: str
-    host: str
-    port: int
-    proxy: Proxy | None = None
-    tls: ssl.SSLContext | None = None
-
-    @property
-    def authority(self) -> str:
-        """host:port as CONNECT and absolute-form requests name it."""
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        return f"{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A prepared POST: the origin and the request head up to the per-request headers."""
-
-    origin: Origin
-    head: bytes  # request line, Host and the fixed headers, each line ending in CRLF
 
 
 def prepare_post(
@@ -299,7 +246,7 @@ class _Connection(asyncio.Protocol):
             self.loop.call_soon(self._write, request)
         else:
             self.transport.write(request)
-        timer = None if deadline is None else self.timers.call_at(deadline, _expire, waiter)
+        timer = None if deadline is None else self.timers.call_at(deadline, expire, waiter)
         try:
             response: Response = await waiter
             return response
@@ -343,145 +290,6 @@ class _Connection(asyncio.Protocol):
         if exchange is not None and not exchange.waiter.done():
             exchange.waiter.set_exception(error)
         self.close()
-
-
-def _expire(waiter: asyncio.Future[Response]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-class SlotWaits(Protocol):
-    """Told when a request must wait for a connection slot: its origin has `max_connections`
-    exchanges in flight. The pool calls it only then, never on the way of a request that finds
-    a free slot."""
-
-    def wait_started(self, origin: Origin, limit: int, *, first: bool) -> None:
-        """A request starts waiting. `first`: the first wait since the origin last had a free
-        slot, i.e. once per incident."""
-
-    def wait_ended(self, origin: Origin, seconds: float) -> None:
-        """A waiting request got its slot, or gave up (timeout, cancellation), after `seconds`."""
-
-
-class _Slots:
-    """At most `limit` holders at once, first come first served; like asyncio.Semaphore
-    without its per-acquire scan of the waiters, and with a deadline (loop time).
-
-    `congested` is True from the first wait until a slot is free again: a waiting incident."""
-
-    __slots__ = ("limit", "taken", "congested", "_waiters", "_origin", "_waits")
-
-    def __init__(self, limit: int, origin: Origin, waits: SlotWaits | None = None) -> None:
-        self.limit = limit
-        self.taken = 0
-        self.congested = False
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._origin = origin
-        self._waits = waits
-
-    async def acquire(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
-        if self.taken < self.limit and not self._waiters:
-            self.taken += 1
-            return
-        first = not self.congested
-        self.congested = True
-        waits = self._waits
-        if waits is None:
-            await self._wait(loop, deadline)
-            return
-        waits.wait_started(self._origin, self.limit, first=first)
-        started = loop.time()
-        try:
-            await self._wait(loop, deadline)
-        finally:
-            waits.wait_ended(self._origin, loop.time() - started)
-
-    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float | None) -> None:
-        waiter = loop.create_future()
-        self._waiters.append(waiter)
-        timer = None if deadline is None else coarse_timers(loop).call_at(deadline, _expire, waiter)
-        try:
-            await waiter  # the releaser handed its slot over: `taken` is already counted
-        except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.release()  # handed over just as this waiter gave up: pass it on
-            elif waiter in self._waiters:  # a release may already have dropped it
-                self._waiters.remove(waiter)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-
-    def release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the slot passes straight to the next in line
-                return
-        self.taken -= 1
-        self.congested = False  # a slot is free: the incident, if any, is over
-
-
-class _Tunnel(asyncio.Protocol):
-    """A connection to a proxy until its answer to CONNECT; then TLS starts on it."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.transport: asyncio.Transport | None = None
-        self._answer: asyncio.Future[bytes] = loop.create_future()
-        self._buffer = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if self._answer.done():
-            return
-        if b"\r\n\r\n" in self._buffer:
-            self._answer.set_result(self._buffer)
-        elif len(self._buffer) > _TUNNEL_HEAD_LIMIT:
-            self._answer.set_exception(ConnectFailed("the proxy's answer to CONNECT is too long"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._answer.done():
-            reason = f": {exc}" if exc else ""
-            self._answer.set_exception(
-                ConnectFailed(f"the proxy closed the connection before answering CONNECT{reason}")
-            )
-
-    async def open(self, origin: Origin, proxy: Proxy) -> None:
-        """Ask the proxy for a tunnel to the origin; ConnectFailed unless it answers 2xx."""
-        assert self.transport is not None
-        lines = [f"CONNECT {origin.authority} HTTP/1.1", f"host: {origin.authority}"]
-        if proxy.authorization is not None:
-            lines.append(f"proxy-authorization: {proxy.authorization}")
-        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        answer = await self._answer
-        head, _, rest = answer.partition(b"\r\n\r\n")
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1", "replace")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].startswith("2"):
-            raise ConnectFailed(
-                f"the proxy {proxy.display} refused the tunnel to {origin.authority}: "
-                f"{status_line[:200]!r}"
-            )
-        if rest:  # the upstream speaks only after the client's TLS hello
-            raise ConnectFailed(f"the proxy {proxy.display} sent bytes after its CONNECT answer")
-
-
-def _proxy_unreachable(proxy: Proxy, exc: OSError) -> ConnectFailed:
-    return ConnectFailed(f"cannot connect to the proxy {proxy.display}: {_connect_error(exc)}")
-
-
-def _connect_error(exc: OSError) -> str:
-    """What went wrong while connecting, in words: TLS failures say so."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return (
-            f"TLS: the upstream's certificate was not accepted ({exc.reason}): {exc.verify_message}"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or exc}"
-    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _decode(headers: list[tuple[bytes, bytes]], body: bytes, limit: int) -> bytes:
@@ -534,7 +342,7 @@ class HTTPPool:
         self.keepalive_seconds = keepalive_seconds
         self.max_response_bytes = max_response_bytes
         self._idle: dict[Origin, list[_Connection]] = {}
-        self._slots: dict[Origin, _Slots] = {}
+        self._slots: dict[Origin, Slots] = {}
         self._slot_waits = slot_waits
         self._tls = tls  # None: the system's trusted CAs, made on first https use
         self._closed = False
@@ -568,12 +376,12 @@ class HTTPPool:
             if slots is not None:
                 slots.release()
 
-    def _slots_of(self, origin: Origin) -> _Slots | None:
+    def _slots_of(self, origin: Origin) -> Slots | None:
         if self.max_connections is None:
             return None
         slots = self._slots.get(origin)
         if slots is None:
-            slots = self._slots[origin] = _Slots(self.max_connections, origin, self._slot_waits)
+            slots = self._slots[origin] = Slots(self.max_connections, origin, self._slot_waits)
         return slots
 
     async def _exchange(
@@ -621,7 +429,7 @@ class HTTPPool:
             via = f" (through the proxy {origin.proxy.display})" if origin.proxy else ""
             raise ConnectFailed(f"no connection within {self.connect_timeout:g} s{via}") from exc
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectFailed(_connect_error(exc)) from exc
+            raise ConnectFailed(connect_error(exc)) from exc
 
     async def _open(self, origin: Origin, loop: asyncio.AbstractEventLoop) -> _Connection:
         """A new connection to the origin: direct, or through its proxy (a CONNECT tunnel for
@@ -643,14 +451,14 @@ class HTTPPool:
                     lambda: _Connection(origin, loop), proxy.host, proxy.port
                 )
             except OSError as exc:
-                raise _proxy_unreachable(proxy, exc) from exc
+                raise proxy_unreachable(proxy, exc) from exc
             return connection
         try:
             transport, tunnel = await loop.create_connection(
-                lambda: _Tunnel(loop), proxy.host, proxy.port
+                lambda: Tunnel(loop), proxy.host, proxy.port
             )
         except OSError as exc:
-            raise _proxy_unreachable(proxy, exc) from exc
+            raise proxy_unreachable(proxy, exc) from exc
         try:
             await tunnel.open(origin, proxy)
             connection = _Connection(origin, loop)

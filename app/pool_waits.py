@@ -15,7 +15,7 @@ import logging
 import time
 
 from app import metrics
-from app.http_client import Origin
+from app.http_origin import Origin
 
 log = logging.getLogger("app.upstream")
 

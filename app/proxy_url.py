@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import unquote, urlsplit
 
-from app.http_client import Proxy
+from app.http_origin import Proxy
 
 
 def parse_proxy(url: str) -> Proxy:

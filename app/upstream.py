@@ -34,16 +34,10 @@ from app.errors import UpstreamBadResponse, UpstreamReadTimeout, UpstreamUnavail
 if TYPE_CHECKING:
     import httpx  # imported when an HttpxUpstream is made: it costs 0.1 s of start-up
 
-from app.http_client import (
-    ConnectFailed,
-    ConnectionBroken,
-    HTTPPool,
-    Proxy,
-    ResponseTooLarge,
-    SlotWaits,
-    Target,
-    prepare_post,
-)
+from app.http_client import HTTPPool, prepare_post
+from app.http_errors import ConnectFailed, ConnectionBroken, ResponseTooLarge
+from app.http_origin import Proxy, Target
+from app.http_slots import SlotWaits
 
 
 @dataclass(frozen=True, eq=False, slots=True)

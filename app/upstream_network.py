@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 from app.config import ConfigError, TLSConfig
-from app.http_client import Proxy
+from app.http_origin import Proxy
 from app.proxy_url import parse_proxy
 
 _ENV_NAMES = {"http": "HTTP_PROXY", "https": "HTTPS_PROXY"}

@@ -14,7 +14,8 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from app.http_client import Target, prepare_post
+from app.http_client import prepare_post
+from app.http_origin import Target
 
 Handler = Callable[["Peer"], Awaitable[None]]
 

@@ -19,6 +19,51 @@ A token is one match of `app.tokens.TOKEN_PATTERN` (a run of word characters or 
 mark), the unit of the proxy's usage estimate; the continuation is cut to at most `max_tokens`
 such tokens, so `estimate_tokens(continuation) <= max_tokens`.
 
+Tools and JSON answers (`app.mock_upstream.tools`): a prompt that offers tools or asks for JSON,
+in the conventions the proxy writes (`app.tool_prompts`), gets the answer a tool-using model
+would write instead of the filler. Plain prompts are not affected; they cost two substring
+searches more (one when the prompt has no "{"). How it decides:
+
+- Tools: every `{"type": "function", "function": {"name", "description", "parameters"}}` JSON
+  object in the prompt (also indented, as `tojson(indent=4)` writes it; a call carrying
+  `arguments` is not a tool). Their format: the first of `[TOOL_CALLS]` or `[AVAILABLE_TOOLS]`
+  (mistral), `<tool_call>` (hermes), `"parameters": dictionary of argument name and its value`
+  (llama3_json), `[func_name1(` (pythonic) found in the prompt; with none, no tools.
+- A tool result is in when `<tool_response>`, `[TOOL_RESULTS]`, `ipython<|end_header_id|>` or
+  `<|im_start|>tool` comes after the last user-turn marker (`<|im_start|>user`,
+  `<|start_header_id|>user`, `[INST]`) and, when tools are offered, after a call to one of them
+  made after the instruction: calls count from the end of the turn holding the tool list (in a
+  raw prompt, from the end of the first call after it, the instruction's example), so an
+  instruction's example call or result marker is neither a call made nor a result.
+  Its content runs to the result's or the turn's end. A raw prompt has no turn markers: there,
+  text after the result's closing marker (other than a call's opening or `{`, a prefill) is a
+  new question, and the result is no longer in.
+- With tools and no result, it calls one tool: the one a prefilled call names, else the one
+  whose name and description share most words with the last user turn (the first on a tie;
+  the instruction's text, when it shares the turn, is left out).
+  When that turn names several tools (`get_weather`, as a word), it calls each of them at once
+  (parallel calls, in the order named).
+  With a result in, it answers `The tool returned: <the last result, 200 chars at most>`,
+  unless the prompt ends with the opening of a call (the proxy requires one): then it calls a
+  tool not called yet, if there is one.
+- `Answer with a single JSON object` with no call to make: a JSON object valid for the schema
+  after `that matches this JSON schema:` (`{"answer": ...}` without a schema; the answer text
+  when a result is in).
+- Arguments and JSON values: `app.mock_upstream.examples` (required properties; strings are
+  "example", or the last capitalised word of the user's turn for properties named like a
+  place, name or query; numbers 1 and 1.5 within the bounds; the first of enums and unions).
+- Written as hermes `<tool_call>\\n{"name": N, "arguments": {...}}\\n</tool_call>`,
+  llama3_json `{"name": N, "parameters": {...}}`, mistral `[TOOL_CALLS][{"name": N,
+  "arguments": {...}}]`, pythonic `[N(a=1, b="x")]`; JSON as `json.dumps` writes it.
+- Prefill: when the prompt ends with the beginning of that answer (the proxy's prefill of a
+  call's opening or a JSON `{`), the continuation is the rest of it (the longest such
+  beginning, up to 1,024 characters). The answer is cut to `max_tokens` like the filler.
+
+Reasoning (`--reasoning`, `FaultPlan(reasoning=True)`, `complete(body, reasoning=True)`): every
+answer, filler included, begins with `<think>\\n…\\n</think>\\n\\n`, unless a prefill already began
+the answer; a prompt ending in `<think>\\n` gets the rest of the block. `max_tokens` counts the
+thought, so a short limit leaves `<think>` unclosed.
+
 Fault modes (header `x-mock-fault: MODE`, or `--fault MODE` for every request):
 
     status:CODE    CODE (400-599) with {"message": "mock fault: status CODE", "data": []}
@@ -61,6 +106,7 @@ For every request, a `FaultPlan` (`create_mock_app(plan=...)`, or the options of
 - `retry_after` (`--retry-after SECONDS`): `Retry-After` on every `status:` answer.
 - `seed` (`--seed N`): seeds the app's own `random.Random`; the same requests in the same order
   then get the same draws.
+- `reasoning` (`--reasoning`): answers begin with a `<think>` block (above).
 A request's `x-mock-fault` replaces the error and fault draws, its `x-mock-delay-ms` the latency,
 its `x-mock-retry-after` the plan's `retry_after`.
 

@@ -4,11 +4,15 @@ See `app.mock_upstream` for the format and how the continuation is made.
 """
 
 import hashlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from app.mock_upstream.tools import continue_answer, plan_answer, think
+from app.tokens import TOKEN_PATTERN
 
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_TEMPERATURE = 1.0
@@ -20,6 +24,7 @@ _ADJECTIVES = ("quick", "small", "careful", "quiet", "bright", "steady", "simple
 _NOUNS = ("model", "proxy", "token", "answer", "server", "request", "river", "garden", "city")
 _VERBS = ("reads", "sends", "finds", "keeps", "builds", "follows", "returns", "shapes")
 _PREPOSITIONS = ("near", "under", "after", "before", "beside", "within")
+_FILLER_THOUGHT = "The question is simple enough; I will answer it briefly."
 
 
 class BadRequest(ValueError):
@@ -35,8 +40,11 @@ class _Params:
     top_k: int
 
 
-def complete(body: object) -> tuple[int, dict[str, Any]]:
-    """Pure: a decoded request body → (HTTP status, JSON response body)."""
+def complete(body: object, *, reasoning: bool = False) -> tuple[int, dict[str, Any]]:
+    """Pure: a decoded request body → (HTTP status, JSON response body).
+
+    `reasoning`: every answer begins with a `<think>…</think>` block.
+    """
     try:
         model, params = _parse_request(body)
     except BadRequest as exc:
@@ -45,7 +53,7 @@ def complete(body: object) -> tuple[int, dict[str, Any]]:
     data = [
         {
             "prompt": prompt,
-            "output": [prompt + _continuation(model, prompt, index, params)],
+            "output": [prompt + _continuation(model, prompt, index, params, reasoning)],
             "params": dict(echoed),
         }
         for index, prompt in enumerate(params.prompts)
@@ -98,7 +106,23 @@ def _float_param(params: dict[str, Any], name: str, default: float) -> float:
     return float(value)
 
 
-def _continuation(model: str, prompt: str, index: int, params: _Params) -> str:
+def _continuation(model: str, prompt: str, index: int, params: _Params, reasoning: bool) -> str:
+    planned = plan_answer(prompt)  # None unless the prompt offers tools or asks for JSON
+    if planned is not None:
+        return _cut(continue_answer(prompt, planned, reasoning=reasoning), params.max_tokens)
+    if reasoning:
+        filler = _filler(model, prompt, index, params).lstrip()
+        return _cut(think(_FILLER_THOUGHT) + filler, params.max_tokens)
+    return _filler(model, prompt, index, params)
+
+
+def _cut(text: str, max_tokens: int) -> str:
+    """`text` up to the end of its `max_tokens`-th token (the proxy's estimate unit)."""
+    last = next(itertools.islice(TOKEN_PATTERN.finditer(text), max_tokens - 1, None), None)
+    return text if last is None else text[: last.end()]
+
+
+def _filler(model: str, prompt: str, index: int, params: _Params) -> str:
     # Greedy decoding (temperature 0) must not depend on the position in the batch.
     position = None if params.temperature == 0 else index
     key = orjson.dumps([model, prompt, position, params.temperature, params.top_p, params.top_k])

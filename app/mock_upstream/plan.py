@@ -183,7 +183,8 @@ def _check_rate(name: str, rate: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class FaultPlan:
-    """The latency and faults of every request (see the module docstring); checked when built."""
+    """The latency, faults and answers of every request (see the module docstring); checked
+    when built."""
 
     latency: Latency = Fixed()
     error_rate: float = 0.0
@@ -192,6 +193,7 @@ class FaultPlan:
     fault_rate: float = 1.0
     retry_after: int | None = None
     seed: int | None = None
+    reasoning: bool = False  # every answer begins with a <think>…</think> block
 
     def __post_init__(self) -> None:
         _check_rate("the error rate", self.error_rate)
@@ -216,4 +218,6 @@ class FaultPlan:
             parts.append(f"Retry-After {self.retry_after}")
         if self.seed is not None:
             parts.append(f"seed {self.seed}")
+        if self.reasoning:
+            parts.append("answers with reasoning")
         return ", ".join(parts)

@@ -79,6 +79,7 @@ class _Exchange:
 
     fault: Fault
     body: bytes
+    reasoning: bool
     receive: Receive
     send: Send
     retry_after: int | None
@@ -139,12 +140,12 @@ class _MockUpstream:
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
         if fault is None:
-            await _send_json(send, *_answer(body))
+            await _send_json(send, *_answer(body, self.plan.reasoning))
             return
         self.stats.faults += 1
         if retry_after is None:
             retry_after = self.plan.retry_after
-        await _send_fault(_Exchange(fault, body, receive, send, retry_after))
+        await _send_fault(_Exchange(fault, body, self.plan.reasoning, receive, send, retry_after))
 
     def _fault(self, header: bytes | None) -> Fault | None:
         """The header's fault, else the plan's draws: first an error status, then the fault."""
@@ -161,12 +162,12 @@ class _MockUpstream:
         return None
 
 
-def _answer(body: bytes) -> tuple[int, dict[str, Any]]:
+def _answer(body: bytes, reasoning: bool) -> tuple[int, dict[str, Any]]:
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError:
         return 400, {"message": "request body is not valid JSON", "data": []}
-    return complete(decoded)
+    return complete(decoded, reasoning=reasoning)
 
 
 def _header_delay(raw: bytes | None) -> float | None:
@@ -203,7 +204,7 @@ async def _send_fault(exchange: _Exchange) -> None:
     elif mode in _BARE_FAULTS:
         await _BARE_FAULTS[mode](exchange)
     else:
-        status, payload = _answer(exchange.body)
+        status, payload = _answer(exchange.body, exchange.reasoning)
         if status == 200:
             await _ANSWER_FAULTS[mode](payload, exchange)
         else:

@@ -25,15 +25,10 @@ import pytest
 
 from app import http_client
 from app.cli import raise_open_file_limit
-from app.http_client import (
-    ConnectFailed,
-    ConnectionBroken,
-    HTTPClientError,
-    HTTPPool,
-    Origin,
-    ResponseTooLarge,
-    prepare_post,
-)
+from app.http_client import HTTPPool, prepare_post
+from app.http_errors import ConnectFailed, ConnectionBroken, HTTPClientError, ResponseTooLarge
+from app.http_origin import Origin
+from app.http_slots import Slots
 from tests.recording_transport import RecordingTransport
 from tests.scripted_upstream import (
     Handler,
@@ -718,7 +713,7 @@ async def test_post_timeout_covers_the_wait_for_a_slot(serve: ServeFactory) -> N
 
 async def test_slots_hand_over_first_come_first_served() -> None:
     loop = asyncio.get_running_loop()
-    slots = http_client._Slots(1, Origin("http", "127.0.0.1", 80))
+    slots = Slots(1, Origin("http", "127.0.0.1", 80))
     await slots.acquire(loop, None)
     order: list[str] = []
 
@@ -738,7 +733,7 @@ async def test_slots_hand_over_first_come_first_served() -> None:
 
 async def test_slots_a_waiter_that_gives_up_takes_no_slot() -> None:
     loop = asyncio.get_running_loop()
-    slots = http_client._Slots(1, Origin("http", "127.0.0.1", 80))
+    slots = Slots(1, Origin("http", "127.0.0.1", 80))
     await slots.acquire(loop, None)
     timed_out = asyncio.create_task(slots.acquire(loop, loop.time() + 0.01))
     cancelled = asyncio.create_task(slots.acquire(loop, None))

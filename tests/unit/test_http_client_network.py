@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from app.config import TLSConfig
-from app.http_client import ConnectFailed, ConnectionBroken, HTTPPool, Proxy, prepare_post
+from app.http_client import HTTPPool, prepare_post
+from app.http_errors import ConnectFailed, ConnectionBroken
+from app.http_origin import Proxy
 from app.upstream_network import build_tls_context, parse_proxy
 from tests.network_pieces import (
     PROXY_PASSWORD,

@@ -12,7 +12,8 @@ from contextlib import aclosing
 import pytest
 from prometheus_client import REGISTRY
 
-from app.http_client import HTTPPool, Origin
+from app.http_client import HTTPPool
+from app.http_origin import Origin
 from app.pool_waits import PoolWaitReporter
 from tests.scripted_upstream import Upstream, answer, held
 

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from app.errors import UpstreamBadResponse, UpstreamTimeout, UpstreamUnavailable
-from app.http_client import ConnectFailed, ConnectionBroken, Origin, Target, prepare_post
+from app.http_client import prepare_post
+from app.http_errors import ConnectFailed, ConnectionBroken
+from app.http_origin import Origin, Target
 from app.upstream import PooledUpstream, UpstreamEndpoint, UpstreamRequest, UpstreamResponse
 from tests.scripted_upstream import (
     Handler,

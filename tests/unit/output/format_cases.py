@@ -15,6 +15,10 @@ import pytest
 
 from app.output.types import Extraction, RawCall
 
+# Pieces every reader's fuzz mixes into its own markup: JSON's punctuation, quotes, escapes,
+# values JSON cannot carry, non-ASCII, line breaks.
+PUNCTUATION = ["{", "}", "[", "]", ",", ":", '"', "'", "\\", "NaN", "null", "é東🚀", "\n"]
+
 DATA = Path(__file__).resolve().parents[2] / "data" / "output"
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.output import llama3_json
-from tests.unit.output.format_cases import cases, check
+from tests.unit.output.format_cases import PUNCTUATION, cases, check
 
 FRAGMENTS = [
     "<|python_tag|>",
@@ -19,20 +19,8 @@ FRAGMENTS = [
     '{"type": "function", "name": "h", "parameters": {}}',
     '{"name": ',
     '"parameters": ',
-    "{",
-    "}",
-    "[",
-    "]",
     ";",
-    ",",
-    ":",
-    '"',
-    "'",
-    "\\",
-    "NaN",
-    "null",
-    "é東🚀",
-    "\n",
+    *PUNCTUATION,
 ]
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.output import mistral
-from tests.unit.output.format_cases import cases, check
+from tests.unit.output.format_cases import PUNCTUATION, cases, check
 
 FRAGMENTS = [
     "[TOOL_CALLS]",
@@ -18,19 +18,7 @@ FRAGMENTS = [
     '[{"name": "f", "arguments": ',
     '{"name": "g", "arguments": {"a": 1}}',
     "add",
-    "{",
-    "}",
-    "[",
-    "]",
-    ",",
-    ":",
-    '"',
-    "'",
-    "\\",
-    "NaN",
-    "null",
-    "é東🚀",
-    "\n",
+    *PUNCTUATION,
 ]
 
 
