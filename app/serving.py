@@ -97,7 +97,10 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
         if not job.route.config.fallbacks or not _worth_falling_back(error):
             raise
         job, outputs = await _fall_back(state, job, error, request_id)
-    finished = await _finish(job, outputs)
+    if job.route.counter.exact and _any_large(job.counted_prompts, outputs):
+        finished = await _finish_in_thread(job, outputs)
+    else:
+        finished = finish(job, outputs)
     if job.output is not None:
         finished = await _ask_until_valid(state, job, finished, request_id)
     if record is not None:
@@ -108,12 +111,10 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
     return finished
 
 
-async def _finish(job: Generation, outputs: list[str]) -> Finished:
-    if job.route.counter.exact and _any_large(job.counted_prompts, outputs):
-        # A real tokenizer takes seconds on megabytes; it releases the GIL, so a thread keeps
-        # the event loop serving everyone else meanwhile.
-        return await asyncio.to_thread(finish, job, outputs)
-    return finish(job, outputs)
+async def _finish_in_thread(job: Generation, outputs: list[str]) -> Finished:
+    # A real tokenizer takes seconds on megabytes; it releases the GIL, so a thread keeps
+    # the event loop serving everyone else meanwhile.
+    return await asyncio.to_thread(finish, job, outputs)
 
 
 async def _ask_until_valid(
@@ -132,7 +133,9 @@ async def _ask_until_valid(
         outputs = await state.dispatcher.complete(
             job.route, prompts, job.sampling, request_id, job.record, job.client_key
         )
-        again = await _finish(replace(job, prompts=prompts, counted_prompts=prompts), outputs)
+        again = await _finish_in_thread(
+            replace(job, prompts=prompts, counted_prompts=prompts), outputs
+        )
         for old, new in zip(wrong, again.choices, strict=True):
             choices[old.index] = replace(new, index=old.index)
         for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
