@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# instructor pins an older openai than the project's: its e2e client runs in a venv of its own.
+INSTRUCTOR_VENV ?= .venv-instructor
+INSTRUCTOR_STAMP := $(INSTRUCTOR_VENV)/.installed
 
 .PHONY: install demo test lint clean
 
@@ -16,7 +19,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m compileall -q app  # as pip does for an installed package: a faster start
 	touch $(STAMP)
 
-install: $(STAMP)
+$(INSTRUCTOR_STAMP): tests/clients/instructor-requirements.txt
+	$(PYTHON) -m venv $(INSTRUCTOR_VENV)
+	$(INSTRUCTOR_VENV)/bin/pip install --quiet -r tests/clients/instructor-requirements.txt
+	touch $(INSTRUCTOR_STAMP)
+
+install: $(STAMP) $(INSTRUCTOR_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/custom-llm-proxy serve --host 127.0.0.1 --port 8000
@@ -27,11 +35,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # The container checks run before pytest, so that pytest's summary closes the output.
-test: lint container-test
+test: lint container-test $(INSTRUCTOR_STAMP)
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INSTRUCTOR_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # The benchmark (bench/README.md; needs `apt-get install nginx wrk`): `make bench` runs the full
 # matrix (about 3 minutes), `make bench-smoke` a few seconds of it. Options: BENCH_ARGS='--workers 2'.
