@@ -154,6 +154,20 @@ def test_required_and_named_choices(sdk: OpenAI, model: str) -> None:
     assert isinstance(json.loads(call.function.arguments)["zone"], str)
 
 
+@pytest.mark.parametrize("model", FORMATS)
+def test_parallel_calls_and_parallel_tool_calls_false(sdk: OpenAI, model: str) -> None:
+    # The mock calls every tool the question names, in order (app/mock_upstream/tools.py).
+    ask = [{"role": "user", "content": "Use get_weather for Paris and get_time for Europe/Paris."}]
+    both = sdk.chat.completions.create(model=model, messages=ask, tools=[WEATHER, CLOCK])
+    calls = both.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]
+    assert len({c.id for c in calls}) == 2
+    one = sdk.chat.completions.create(
+        model=model, messages=ask, tools=[WEATHER, CLOCK], parallel_tool_calls=False
+    )
+    assert [c.function.name for c in one.choices[0].message.tool_calls or []] == ["get_weather"]
+
+
 def test_tool_choice_none_answers_in_text(sdk: OpenAI) -> None:
     answer = sdk.chat.completions.create(
         model="agent-chatml", messages=ASK, tools=[WEATHER], tool_choice="none"
