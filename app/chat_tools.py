@@ -1,6 +1,7 @@
 """OpenAI chat's agent fields, translated at the edge into the API-neutral forms (pure).
 
-    to_output_spec(chat, config)  tools, tool_choice, parallel_tool_calls, response_format
+    to_ask(chat)                  the whole request as an Ask (app.generation)
+    to_output_spec(chat)          tools, tool_choice, parallel_tool_calls, response_format
                                   → OutputSpec (a 400 naming the param for what cannot be met)
     to_turns(messages)            messages → turns in Hugging Face's chat form: assistant
                                   `tool_calls` with their arguments as dicts, tool results
@@ -19,12 +20,12 @@ from typing import Any
 
 import orjson
 
-from app.config import ModelConfig
-from app.errors import InvalidRequest, UnsupportedParameter
+from app.errors import InvalidRequest
+from app.generation import Ask
 from app.output.spec import OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.schemas.openai import ChatCompletionRequest, ChatMessage, ChatTool, NamedToolChoice
-from app.translate import message_text
+from app.translate import chat_max_tokens, message_text, stop_sequences
 
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
@@ -37,9 +38,26 @@ def needs_agent_path(chat: ChatCompletionRequest) -> bool:
     return any(m.role == "tool" or m.tool_calls for m in chat.messages)
 
 
-def to_output_spec(chat: ChatCompletionRequest, config: ModelConfig) -> OutputSpec:
-    """What the request asks of the answer, for a model with this config."""
-    tools = _tool_specs(chat.tools or [], config)
+def to_ask(chat: ChatCompletionRequest) -> Ask:
+    """The chat request in no API's terms (app.generation)."""
+    param = "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens"
+    return Ask(
+        turns=to_turns(chat.messages),
+        spec=to_output_spec(chat) if needs_agent_path(chat) else OutputSpec(),
+        max_tokens=chat_max_tokens(chat),
+        max_tokens_param=param,
+        temperature=chat.temperature,
+        top_p=chat.top_p,
+        top_k=chat.top_k,
+        n=chat.n or 1,
+        stops=stop_sequences(chat.stop),
+    )
+
+
+def to_output_spec(chat: ChatCompletionRequest) -> OutputSpec:
+    """What the request asks of the answer (the model's tool format and reasoning are the
+    model's own: app.generation fills them in)."""
+    tools = _tool_specs(chat.tools or [])
     choice, name = _tool_choice(chat.tool_choice, tools)
     mode, schema, schema_name, strict = _json_format(chat)
     return OutputSpec(
@@ -51,17 +69,10 @@ def to_output_spec(chat: ChatCompletionRequest, config: ModelConfig) -> OutputSp
         schema=schema,
         schema_name=schema_name,
         strict=strict,
-        tool_format=config.tools_syntax,
-        reasoning=config.reasoning,
     )
 
 
-def _tool_specs(tools: Sequence[ChatTool], config: ModelConfig) -> tuple[ToolSpec, ...]:
-    if tools and config.tools_syntax == "none":
-        raise UnsupportedParameter(
-            f"'tools' are not supported by model '{config.name}' (its tool_format is none)",
-            param="tools",
-        )
+def _tool_specs(tools: Sequence[ChatTool]) -> tuple[ToolSpec, ...]:
     specs: list[ToolSpec] = []
     seen: set[str] = set()
     for index, tool in enumerate(tools):

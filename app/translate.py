@@ -2,7 +2,7 @@
 
 Data in, data out: no I/O, no web framework. The steps, in the order a request meets them:
 `check_chat_features` / `completion_prompts` refuse what the custom format cannot honour,
-`flatten_messages` makes template input, `resolve_sampling` fills the model's defaults,
+`resolve_sampling` fills the model's defaults,
 `finish_choice` turns one upstream output into a choice (echo stripped, stop applied, tokens
 counted), and `to_chat_completion` / `to_text_completion` build the OpenAI answer.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from app.config import SamplingDefaults
 from app.errors import InvalidRequest, UnsupportedParameter
@@ -21,7 +21,6 @@ from app.schemas.openai import (
     ChatCompletionRequest,
     ChatMessage,
     CompletionRequest,
-    SamplingFields,
 )
 from app.tokens import TokenCounter
 
@@ -69,17 +68,6 @@ def check_chat_features(request: ChatCompletionRequest) -> None:
         )
 
 
-def flatten_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
-    """Messages as {"role", "content"[, "name"]} with content a string, ready for a template."""
-    flat: list[dict[str, str]] = []
-    for index, message in enumerate(messages):
-        item = {"role": message.role, "content": message_text(message, index)}
-        if message.name is not None:
-            item["name"] = message.name
-        flat.append(item)
-    return flat
-
-
 def message_text(message: ChatMessage, index: int) -> str:
     """A message's content as one string (text parts joined by newlines); a 400 naming the
     part for anything but text."""
@@ -125,8 +113,19 @@ def completion_prompts(request: CompletionRequest) -> list[str]:
     return prompts
 
 
+class AskedSampling(Protocol):
+    """The sampling a client asked for (None: the model's default)."""
+
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def top_k(self) -> int | None: ...
+
+
 def resolve_sampling(
-    request: SamplingFields, defaults: SamplingDefaults, max_tokens: int | None
+    request: AskedSampling, defaults: SamplingDefaults, max_tokens: int | None
 ) -> Sampling:
     """The request's generation parameters, the model's defaults where it gives none."""
     return Sampling(

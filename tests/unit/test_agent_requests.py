@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 
 from app.chat_tools import to_output_spec, to_turns
-from app.config import ModelConfig
 from app.schemas.openai import ChatCompletionRequest
 
 FIXTURES = Path(__file__).parents[1] / "data" / "agent_requests"
-CONFIG = ModelConfig(name="agent", api_base="http://127.0.0.1:1/inference")
 
 WEATHER = ("get_weather",)
 DESK = ("get_weather", "get_local_time")
@@ -102,7 +100,7 @@ def test_every_fixture_has_expectations() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_output_spec(name: str) -> None:
     tools, choice, tool_name, mode, schema_name, strict, _ = EXPECTED[name]
-    spec = to_output_spec(load(name), CONFIG)
+    spec = to_output_spec(load(name))
     assert tuple(tool.name for tool in spec.tools) == tools
     assert (spec.tool_choice, spec.tool_name) == (choice, tool_name)
     assert (spec.json, spec.schema_name, spec.strict) == (mode, schema_name, strict)
@@ -114,7 +112,7 @@ def test_output_spec(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_schemas_keep_their_structure(name: str) -> None:
-    spec = to_output_spec(load(name), CONFIG)
+    spec = to_output_spec(load(name))
     schemas: list[dict[str, Any]] = [tool.parameters for tool in spec.tools]
     if spec.schema is not None:
         schemas.append(spec.schema)

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from app.chat_tools import needs_agent_path, to_output_spec, to_turns
-from app.config import ModelConfig
-from app.errors import InvalidRequest, UnsupportedParameter
+from app.errors import InvalidRequest
 from app.output.types import ToolSpec
 from app.schemas.openai import ChatCompletionRequest
 
@@ -29,12 +28,8 @@ def chat(**fields: Any) -> ChatCompletionRequest:
     return ChatCompletionRequest.model_validate({"model": "m", **fields})
 
 
-def config(**fields: Any) -> ModelConfig:
-    return ModelConfig(name="m", api_base="http://127.0.0.1:1/x", **fields)
-
-
 def test_tools_become_tool_specs_with_an_empty_object_schema_when_none_given() -> None:
-    spec = to_output_spec(chat(tools=[WEATHER, BARE]), config())
+    spec = to_output_spec(chat(tools=[WEATHER, BARE]))
     assert spec.tools == (
         ToolSpec("get_weather", "Weather in a city", WEATHER["function"]["parameters"]),
         ToolSpec("ping", "", {"type": "object", "properties": {}}),
@@ -58,31 +53,13 @@ def test_tools_become_tool_specs_with_an_empty_object_schema_when_none_given() -
 def test_tool_choice_and_parallel_calls(
     fields: dict[str, Any], expected: tuple[str, str | None, bool]
 ) -> None:
-    spec = to_output_spec(chat(tools=[WEATHER, BARE], **fields), config())
+    spec = to_output_spec(chat(tools=[WEATHER, BARE], **fields))
     assert (spec.tool_choice, spec.tool_name, spec.parallel_tool_calls) == expected
 
 
 def test_tool_choice_none_offers_nothing() -> None:
-    spec = to_output_spec(chat(tools=[WEATHER], tool_choice="none"), config())
+    spec = to_output_spec(chat(tools=[WEATHER], tool_choice="none"))
     assert not spec.offers_tools and spec.plain
-
-
-@pytest.mark.parametrize(
-    ("template", "tool_format", "expected"),
-    [
-        ("chatml", None, "hermes"),
-        ("llama3", None, "llama3_json"),
-        ("mistral", None, "mistral"),
-        ("raw", None, "hermes"),
-        ("llama2", None, "hermes"),
-        ("llama3", "pythonic", "pythonic"),
-    ],
-)
-def test_the_tool_format_follows_the_template_unless_set(
-    template: str, tool_format: str | None, expected: str
-) -> None:
-    model = config(prompt_template=template, tool_format=tool_format)
-    assert to_output_spec(chat(tools=[WEATHER]), model).tool_format == expected
 
 
 def test_json_formats() -> None:
@@ -91,43 +68,34 @@ def test_json_formats() -> None:
         "type": "json_schema",
         "json_schema": {"name": "A", "schema": schema, "strict": True},
     }
-    spec = to_output_spec(chat(response_format=as_schema), config())
+    spec = to_output_spec(chat(response_format=as_schema))
     assert (spec.json, spec.schema, spec.schema_name, spec.strict) == (
         "json_schema",
         schema,
         "A",
         True,
     )
-    spec = to_output_spec(chat(response_format={"type": "json_object"}), config())
+    spec = to_output_spec(chat(response_format={"type": "json_object"}))
     assert (spec.json, spec.schema) == ("json_object", None)
-    assert to_output_spec(chat(response_format={"type": "text"}), config()).plain
+    assert to_output_spec(chat(response_format={"type": "text"})).plain
 
 
-def test_reasoning_comes_from_the_model() -> None:
-    spec = to_output_spec(chat(), config(reasoning="think_tags"))
-    assert spec.reasoning == "think_tags" and not spec.plain
-
-
-REFUSED: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
-    ("tool format none", {"tools": [WEATHER]}, {"tool_format": "none"}, "tools"),
-    ("duplicate names", {"tools": [WEATHER, WEATHER]}, {}, "tools[1].function.name"),
-    ("required without tools", {"tool_choice": "required"}, {}, "tool_choice"),
+REFUSED: list[tuple[str, dict[str, Any], str]] = [
+    ("duplicate names", {"tools": [WEATHER, WEATHER]}, "tools[1].function.name"),
+    ("required without tools", {"tool_choice": "required"}, "tool_choice"),
     (
         "named tool not offered",
         {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
-        {},
         "tool_choice",
     ),
     (
         "invalid parameters schema",
         {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 5}}}]},
-        {},
         "tools[0].function.parameters",
     ),
     (
         "json_schema without its object",
         {"response_format": {"type": "json_schema"}},
-        {},
         "response_format.json_schema",
     ),
     (
@@ -138,24 +106,17 @@ REFUSED: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
                 "json_schema": {"name": "x", "schema": {"required": 1}},
             }
         },
-        {},
         "response_format.json_schema.schema",
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("fields", "model", "param"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED]
-)
-def test_what_cannot_be_met_is_a_400_naming_the_param(
-    fields: dict[str, Any], model: dict[str, Any], param: str
-) -> None:
+@pytest.mark.parametrize(("fields", "param"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_what_cannot_be_met_is_a_400_naming_the_param(fields: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        to_output_spec(chat(**fields), config(**model))
+        to_output_spec(chat(**fields))
     assert caught.value.param == param
     assert caught.value.message
-    if model.get("tool_format") == "none":
-        assert isinstance(caught.value, UnsupportedParameter)
 
 
 def test_turns_in_hugging_faces_form() -> None:

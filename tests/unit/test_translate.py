@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from app.chat_tools import to_turns
 from app.config import SamplingDefaults
 from app.errors import InvalidRequest, UnsupportedParameter
 from app.routes._request import parse_body
@@ -23,7 +24,6 @@ from app.translate import (
     check_chat_features,
     completion_prompts,
     finish_choice,
-    flatten_messages,
     resolve_sampling,
     stop_sequences,
     strip_echo,
@@ -72,7 +72,7 @@ def test_harmless_chat_fields_pass(case: dict[str, Any]) -> None:
     assert check_chat_features(chat(**case["extra"])) is None
 
 
-# --- flatten_messages ---------------------------------------------------------------------------
+# --- to_turns (plain messages) ------------------------------------------------------------------
 
 
 def test_flatten_keeps_roles_names_and_string_content() -> None:
@@ -82,7 +82,7 @@ def test_flatten_keeps_roles_names_and_string_content() -> None:
         ChatMessage(role="assistant", content=None),
     ]
 
-    assert flatten_messages(messages) == [
+    assert to_turns(messages) == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi", "name": "ann"},
         {"role": "assistant", "content": ""},
@@ -103,7 +103,7 @@ def test_flatten_joins_text_parts_with_newlines() -> None:
         ]
     )
 
-    assert flatten_messages(request.messages) == [{"role": "user", "content": "first\nsecond\n"}]
+    assert to_turns(request.messages) == [{"role": "user", "content": "first\nsecond\n"}]
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_non_text_part_is_refused_naming_its_position(part: dict[str, Any], kind
     )
 
     with pytest.raises(UnsupportedParameter) as caught:
-        flatten_messages(request.messages)
+        to_turns(request.messages)
 
     assert caught.value.param == "messages[2].content[1].type"
     assert caught.value.status == 400
@@ -192,7 +192,7 @@ def test_empty_prompt_list_is_refused() -> None:
 def test_text_part_without_text_gets_an_accurate_message() -> None:
     body = b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]}'
     with pytest.raises(InvalidRequest) as caught:
-        flatten_messages(parse_body(ChatCompletionRequest, body).messages)
+        to_turns(parse_body(ChatCompletionRequest, body).messages)
 
     assert caught.value.param == "messages[0].content[0].text"
     assert "type 'text' are not supported" not in caught.value.message

@@ -1,0 +1,101 @@
+"""A chat request, whichever API it came through, planned as a generation for one model.
+
+Each front door (OpenAI chat today; Responses and Anthropic Messages next) parses its own
+request into an `Ask`: the conversation as turns in Hugging Face's form, what the answer must
+be (`OutputSpec`, without the model's own `tool_format` and `reasoning`), and the sampling the
+client asked for. `plan_generation` makes it a `Generation` for one model: its template, its
+tool syntax, its defaults; the same Ask is planned again for each fallback model.
+
+Plain asks (no tools, no JSON, no tool turns, a model that does not reason) keep the fastest
+path: string messages through the template, the output as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+from app.errors import InvalidRequest, UnsupportedParameter
+from app.output.spec import OutputSpec
+from app.prompts import PromptRenderError, Turn
+from app.routing import ModelRoute
+from app.serving import Generation
+from app.tool_prompts import reask_turns, render_generation_prompt
+from app.translate import check_max_tokens, resolve_sampling
+
+
+@dataclass(slots=True)
+class Ask:
+    """What the client asked for, in no API's terms."""
+
+    turns: list[dict[str, Any]]
+    spec: OutputSpec = field(default_factory=OutputSpec)
+    max_tokens: int | None = None
+    max_tokens_param: str = "max_tokens"  # the client's name for it, for a 400
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    n: int = 1
+    stops: tuple[str, ...] = ()
+    messages_param: str = "messages"  # where the turns came from, for a 400
+
+    @property
+    def plain(self) -> bool:
+        """No tools, no JSON answer and no tool turns (the model may still reason)."""
+        if self.spec.tools or self.spec.json != "text":
+            return False
+        return not any(turn["role"] == "tool" or turn.get("tool_calls") for turn in self.turns)
+
+
+def plan_generation(ask: Ask, route: ModelRoute) -> Generation:
+    """The ask as a generation for this model; InvalidRequest (400) for what it cannot take."""
+    config = route.config
+    check_max_tokens(ask.max_tokens, config.max_tokens_cap, ask.max_tokens_param)
+    if ask.plain and config.reasoning == "none":
+        prompt = _rendered(ask, lambda: route.template.render(ask.turns))
+        return _generation(ask, route, prompt)
+    if ask.spec.tools and config.tools_syntax == "none":
+        raise UnsupportedParameter(
+            f"'tools' are not supported by model '{config.name}' (its tool_format is none)",
+            param="tools",
+        )
+    spec = replace(ask.spec, tool_format=config.tools_syntax, reasoning=config.reasoning)
+    prompt, prefill = _rendered(
+        ask, lambda: render_generation_prompt(route.template, ask.turns, spec)
+    )
+    job = _generation(ask, route, prompt)
+    if not spec.plain:
+        job.output = spec
+        job.prefill = prefill
+        job.reask = partial(_reask_prompt, route, ask.turns, spec)
+    return job
+
+
+def _rendered(ask: Ask, render: Any) -> Any:
+    try:
+        return render()
+    except PromptRenderError as exc:
+        raise InvalidRequest(
+            f"The messages cannot be rendered: {exc}", param=ask.messages_param
+        ) from exc
+
+
+def _generation(ask: Ask, route: ModelRoute, prompt: str) -> Generation:
+    return Generation(
+        route=route,
+        prompts=[prompt] * ask.n,
+        sampling=resolve_sampling(ask, route.config.defaults, ask.max_tokens),
+        stops=ask.stops,
+        counted_prompts=[prompt],
+        chat=True,
+        retarget=partial(plan_generation, ask),
+    )
+
+
+def _reask_prompt(
+    route: ModelRoute, turns: Sequence[Turn], spec: OutputSpec, answer: str, problems: list[str]
+) -> str:
+    again = reask_turns(turns, answer, problems, spec)
+    return render_generation_prompt(route.template, again, spec)[0]
