@@ -97,10 +97,10 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
         if not job.route.config.fallbacks or not _worth_falling_back(error):
             raise
         job, outputs = await _fall_back(state, job, error, request_id)
-    if job.route.counter.exact and _any_large(job.counted_prompts, outputs):
+    if _needs_thread(job, outputs):
         finished = await _finish_in_thread(job, outputs)
     else:
-        finished = finish(job, outputs)
+        finished = finish(job, outputs)  # inline: no coroutine per request on the hot path
     if job.output is not None:
         finished = await _ask_until_valid(state, job, finished, request_id)
     if record is not None:
@@ -133,9 +133,11 @@ async def _ask_until_valid(
         outputs = await state.dispatcher.complete(
             job.route, prompts, job.sampling, request_id, job.record, job.client_key
         )
-        again = await _finish_in_thread(
-            replace(job, prompts=prompts, counted_prompts=prompts), outputs
-        )
+        retried = replace(job, prompts=prompts, counted_prompts=prompts)
+        if _needs_thread(retried, outputs):
+            again = await _finish_in_thread(retried, outputs)
+        else:
+            again = finish(retried, outputs)
         for old, new in zip(wrong, again.choices, strict=True):
             choices[old.index] = replace(new, index=old.index)
         for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
@@ -186,6 +188,11 @@ async def _fall_back(
             record.fallback = name
         return fallback, outputs
     raise error
+
+
+def _needs_thread(job: Generation, outputs: list[str]) -> bool:
+    """Counting these texts with the model's real tokenizer would hold the event loop."""
+    return job.route.counter.exact and _any_large(job.counted_prompts, outputs)
 
 
 def _any_large(*texts: list[str]) -> bool:
