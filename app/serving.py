@@ -107,7 +107,8 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
         record.count_tokens(finished.usage)
         if record.log_content:
             record.prompt = job.counted_prompts
-            record.completion = [choice.text for choice in finished.choices]
+            # what the model wrote, its tool markup included (`raw`) when it was read for calls
+            record.completion = [choice.raw or choice.text for choice in finished.choices]
     return finished
 
 
