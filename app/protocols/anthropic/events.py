@@ -83,9 +83,9 @@ def message_events(
         "stop_sequence": stop_sequence,
         "stop_details": None,
     }
-    events.append(
-        _event("message_delta", delta=delta, usage={"output_tokens": usage["completion_tokens"]})
-    )
+    # The whole usage, not only output_tokens: the SDK overwrites message_start's counts
+    # with these, so a route may send message_start before the prompt is counted.
+    events.append(_event("message_delta", delta=delta, usage=message_usage(usage)))
     events.append(_event("message_stop"))
     return events
 

@@ -159,7 +159,9 @@ def to_turns(request: MessagesRequest | CountTokensRequest) -> list[dict[str, An
     names: dict[str, str] = {}  # tool_use id → tool name, for the results that answer it
     for index, message in enumerate(request.messages):
         if message.role == "system":
-            system.append(_plain_text(message.content, f"messages[{index}]"))
+            text = _plain_text(message.content, f"messages[{index}]")
+            if text:
+                system.append(text)
         elif message.role == "assistant":
             turns.append(_assistant_turn(message, index, names))
         else:
@@ -175,7 +177,8 @@ def _system_texts(request: MessagesRequest | CountTokensRequest) -> list[str]:
         return []
     if isinstance(system, str):
         return [system]
-    return ["\n".join(block.text for block in system)] if system else []
+    text = "\n".join(block.text for block in system)
+    return [text] if text else []
 
 
 def _plain_text(content: str | list[Block], where: str) -> str:

@@ -99,6 +99,11 @@ TURN_CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
         ],
     ),
     (
+        "empty system prompts make no system turn",
+        {"system": [], "messages": [{"role": "system", "content": ""}, ASKED]},
+        [{"role": "user", "content": "Weather in Paris?"}],
+    ),
+    (
         "a tool loop: tool_use → tool_calls, tool_result → a named tool turn, then the text",
         {
             "messages": [
