@@ -91,7 +91,7 @@ def content_blocks(message_id: str, choice: Choice) -> list[dict[str, Any]]:
     """The thinking (when the model's reasoning parser found some), the text (left out when
     empty and there are calls), each tool_use with its input as an object."""
     blocks: list[dict[str, Any]] = []
-    if choice.reasoning is not None:
+    if choice.reasoning:  # an empty thought is no block
         # The custom endpoint signs nothing; clients send the block back and it is dropped.
         blocks.append({"type": "thinking", "thinking": choice.reasoning, "signature": ""})
     if choice.text or not choice.calls:

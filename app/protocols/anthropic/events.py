@@ -5,8 +5,10 @@ finished answer: `message_start` (the message with no content yet, and the input
 per content block `content_block_start`, its deltas (`thinking_delta` then `signature_delta`,
 `text_delta`, `input_json_delta` pieces that join to the call's exact arguments JSON) and
 `content_block_stop`, with indexes 0, 1, 2 …; then `message_delta` (stop reason, stop
-sequence, output tokens) and `message_stop`. The blocks are those of the JSON answer
-(`answers.content_blocks`), so the SDK's accumulator rebuilds exactly that message.
+sequence, the whole usage) and `message_stop`. `start_event` and `answer_events` are the two
+halves, for a route that opens the stream before the upstream has answered. The blocks are
+those of the JSON answer (`answers.content_blocks`), so the SDK's accumulator rebuilds
+exactly that message.
 
 Every frame has an `event:` line: Anthropic's SDK skips data without one. `PING` keeps a
 quiet connection alive; `error_frame` reports a failure after the stream has started.
@@ -55,23 +57,37 @@ def message_events(
     piece: int = JSON_PIECE,
 ) -> list[Event]:
     """The whole event sequence for one finished choice."""
-    start_usage = {**message_usage(usage), "output_tokens": 0}
-    events: list[Event] = [
-        _event(
-            "message_start",
-            message={
-                "id": message_id,
-                "type": "message",
-                "role": "assistant",
-                "content": [],
-                "model": model,
-                "stop_reason": None,
-                "stop_sequence": None,
-                "stop_details": None,
-                "usage": start_usage,
-            },
-        )
-    ]
+    start = start_event(message_id, model, usage["prompt_tokens"])
+    return [start, *answer_events(message_id, choice, usage, stop_sequence, piece)]
+
+
+def start_event(message_id: str, model: str, input_tokens: int = 0) -> Event:
+    """`message_start`: the message with no content yet. A route may send it before the
+    answer is known (then pings); `message_delta` brings the final counts."""
+    usage = message_usage({"prompt_tokens": input_tokens, "completion_tokens": 0})
+    message: dict[str, Any] = {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": model,
+        "stop_reason": None,
+        "stop_sequence": None,
+        "stop_details": None,
+        "usage": usage,
+    }
+    return _event("message_start", message=message)
+
+
+def answer_events(
+    message_id: str,
+    choice: Choice,
+    usage: dict[str, int],
+    stop_sequence: str | None = None,
+    piece: int = JSON_PIECE,
+) -> list[Event]:
+    """Everything after `message_start`: the blocks, `message_delta`, `message_stop`."""
+    events: list[Event] = []
     arguments = iter([call.arguments for call in choice.calls or ()])  # the JSON as written
     for index, block in enumerate(content_blocks(message_id, choice)):
         events.append(_event("content_block_start", index=index, content_block=_opening(block)))
@@ -84,7 +100,7 @@ def message_events(
         "stop_details": None,
     }
     # The whole usage, not only output_tokens: the SDK overwrites message_start's counts
-    # with these, so a route may send message_start before the prompt is counted.
+    # with these, so message_start may go out before the prompt is counted.
     events.append(_event("message_delta", delta=delta, usage=message_usage(usage)))
     events.append(_event("message_stop"))
     return events

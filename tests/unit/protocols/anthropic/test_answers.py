@@ -64,6 +64,11 @@ def test_stop_reasons_and_text_blocks(index: int, reason: str, blocks: list[obje
         assert [block["type"] for block in body["content"]] == ["tool_use"]
 
 
+def test_an_empty_thought_makes_no_thinking_block() -> None:
+    body = to_message(MESSAGE_ID, "claude-x", Choice(0, "Hi", "stop", 1, reasoning=""), USAGE)
+    assert body["content"] == [{"type": "text", "text": "Hi"}]
+
+
 # (error, status, Anthropic's type, the SDK's exception)
 ERROR_CASES = [
     (

@@ -12,11 +12,13 @@ from app.errors import UpstreamTimeout
 from app.protocols.anthropic.answers import to_message
 from app.protocols.anthropic.events import (
     PING,
+    answer_events,
     error_frame,
     json_pieces,
     message_events,
     sse_body,
     sse_frame,
+    start_event,
 )
 from app.translate import Choice
 from tests.unit.protocols.anthropic.cases import CHOICES, IDS, USAGE, WEATHER_ARGS
@@ -39,6 +41,20 @@ def test_the_sdk_rebuilds_exactly_the_json_answer(
         final = stream.get_final_message()
     assert final.to_dict() == to_message(MESSAGE_ID, "claude-x", choice, USAGE, stop)
     assert seen[0] == "message_start" and seen[-1] == "message_stop"
+
+
+@pytest.mark.parametrize(("choice", "stop"), [c[1:] for c in CHOICES], ids=IDS)
+def test_an_early_start_with_no_counts_still_rebuilds_the_answer(
+    choice: Choice, stop: str | None, sdk_answering: Answer
+) -> None:
+    """message_start sent before the upstream answered (then pings while it works)."""
+    early = start_event(MESSAGE_ID, "claude-x")
+    body = (
+        sse_body([early]) + PING + PING + sse_body(answer_events(MESSAGE_ID, choice, USAGE, stop))
+    )
+    with sdk_answering(body, 200, "text/event-stream").messages.stream(**ASK) as stream:
+        final = stream.get_final_message()
+    assert final.to_dict() == to_message(MESSAGE_ID, "claude-x", choice, USAGE, stop)
 
 
 def test_the_event_sequence_and_indexes() -> None:
