@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
-import orjson
-
 from app.errors import InvalidRequest
-from app.generation import Ask
+from app.generation import Ask, check_client_schema
 from app.output.spec import OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.schemas.openai import ChatCompletionRequest, ChatMessage, ChatTool, NamedToolChoice
@@ -84,7 +81,7 @@ def _tool_specs(tools: Sequence[ChatTool]) -> tuple[ToolSpec, ...]:
             )
         seen.add(function.name)
         parameters = function.parameters or _EMPTY_PARAMETERS
-        _check_schema(parameters, f"tools[{index}].function.parameters")
+        check_client_schema(parameters, f"tools[{index}].function.parameters")
         specs.append(
             ToolSpec(
                 name=function.name,
@@ -133,29 +130,8 @@ def _json_format(
             param="response_format.json_schema",
         )
     schema = spec.schema_ or {"type": "object"}
-    _check_schema(schema, "response_format.json_schema.schema")
+    check_client_schema(schema, "response_format.json_schema.schema")
     return "json_schema", schema, spec.name, bool(spec.strict)
-
-
-def _check_schema(schema: dict[str, Any], param: str) -> None:
-    """A schema the client sent must itself be valid JSON Schema (2020-12)."""
-    problem = _schema_problem(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
-    if problem is not None:
-        raise InvalidRequest(f"Invalid JSON schema in '{param}': {problem}", param=param)
-
-
-@lru_cache(maxsize=1024)
-def _schema_problem(schema_json: bytes) -> str | None:
-    # Checking a schema against the meta-schema takes ~2 ms; agents send the same tools with
-    # every call, so each distinct schema is checked once.
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
-
-    try:
-        Draft202012Validator.check_schema(orjson.loads(schema_json))
-    except SchemaError as exc:
-        return str(exc.message)
-    return None
 
 
 def to_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
+from app.output.json_answer import BadSchema, check_schema
 from app.output.spec import OutputSpec
 from app.prompts import PromptRenderError, Turn
 from app.routing import ModelRoute
@@ -47,6 +48,15 @@ class Ask:
         if self.spec.tools or self.spec.json != "text":
             return False
         return not any(turn["role"] == "tool" or turn.get("tool_calls") for turn in self.turns)
+
+
+def check_client_schema(schema: dict[str, Any], param: str) -> None:
+    """A JSON schema the client sent (tool parameters, an answer's format) must itself be a
+    valid JSON Schema; a 400 naming the param if not. Checked once per distinct schema."""
+    try:
+        check_schema(schema)
+    except BadSchema as exc:
+        raise InvalidRequest(f"Invalid JSON schema in '{param}': {exc}", param=param) from None
 
 
 def plan_generation(ask: Ask, route: ModelRoute) -> Generation:

@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.chat_tools import _check_schema  # the one schema check every front door shares
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.generation import Ask
+from app.generation import Ask, check_client_schema
 from app.output.spec import OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.anthropic.schemas import (
@@ -72,7 +71,7 @@ def to_output_spec(request: MessagesRequest | CountTokensRequest) -> OutputSpec:
         return OutputSpec(
             tools=tools, tool_choice=choice, tool_name=name, parallel_tool_calls=parallel
         )
-    _check_schema(output_format.schema_, "output_config.format.schema")
+    check_client_schema(output_format.schema_, "output_config.format.schema")
     return OutputSpec(
         tools=tools,
         tool_choice=choice,
@@ -107,7 +106,7 @@ def _tool_specs(tools: Sequence[Tool]) -> tuple[ToolSpec, ...]:
                 f"Missing required parameter: 'tools[{index}].input_schema'.",
                 param=f"tools[{index}].input_schema",
             )
-        _check_schema(tool.input_schema, f"tools[{index}].input_schema")
+        check_client_schema(tool.input_schema, f"tools[{index}].input_schema")
         specs.append(
             ToolSpec(
                 name=tool.name,
