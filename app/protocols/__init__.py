@@ -1,0 +1,1 @@
+"""The front doors: one package per client API."""
