@@ -23,6 +23,8 @@ from typing import Any
 from app.protocols.responses.schemas import CreateResponse, ResponseTool
 from app.translate import Choice
 
+_RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "upstream_rate_limited"})
+
 
 @dataclass(slots=True)
 class ResponseHead:
@@ -81,30 +83,30 @@ def to_response(
         "top_p": request.top_p,
         "truncation": "disabled",
         "usage": _usage(usage),
-        "user": None,
         "metadata": dict(request.metadata or {}),
     }
 
 
 def in_progress(response: Mapping[str, Any]) -> dict[str, Any]:
     """The response as it is before its output: what response.created carries."""
+    # No usage yet: OpenAI sends null, which its published schema does not allow; left out.
+    started = {key: value for key, value in response.items() if key != "usage"}
     return {
-        **response,
+        **started,
         "status": "in_progress",
         "completed_at": None,
         "incomplete_details": None,
         "output": [],
-        "usage": None,
     }
 
 
-def failed(response: Mapping[str, Any], code: str, message: str) -> dict[str, Any]:
-    """The response as failed with `error` {code, message} (what response.failed carries)."""
-    return {
-        **in_progress(response),
-        "status": "failed",
-        "error": {"code": code, "message": message},
-    }
+def failed(response: Mapping[str, Any], code: str | None, message: str) -> dict[str, Any]:
+    """The response as failed (what response.failed carries). OpenAI's schema allows a
+    fixed list of error codes: a rate limit keeps its code, anything else is a server_error
+    whose message says what happened."""
+    kind = "rate_limit_exceeded" if code in _RATE_LIMIT_CODES else "server_error"
+    error = {"code": kind, "message": message}
+    return {**in_progress(response), "status": "failed", "error": error}
 
 
 def _output(head: ResponseHead, choice: Choice, status: str) -> list[dict[str, Any]]:
