@@ -1,9 +1,10 @@
 """A finished choice as OpenAI's Response object (pure).
 
-    to_response(head, request, choice, usage)   the `response` object, with every field
-                                                OpenAI's schema requires
-    in_progress(response)                       the same response before any output (for
-                                                the stream's first events)
+    started(head, request)                      the response before its output (in_progress:
+                                                what the stream's first events carry)
+    to_response(head, request, choice, usage)   the finished `response` object, with every
+                                                field OpenAI's schema requires
+    in_progress(response)                       a finished response as it was when started
     failed(response, code, message)             the same response, failed
 
 The output: a `reasoning` item when the model's reasoning parser found some (its text as
@@ -44,6 +45,40 @@ def call_id(head: ResponseHead, position: int) -> str:
     return f"call_{head.digits}{position:02x}"
 
 
+def started(head: ResponseHead, request: CreateResponse) -> dict[str, Any]:
+    """The response before its output (status "in_progress", no output, no usage yet: OpenAI
+    sends usage null, which its published schema does not allow, so it is left out). What
+    response.created carries; it can be built before the upstream answers."""
+    return {
+        "id": head.id,
+        "object": "response",
+        "created_at": head.created_at,
+        "status": "in_progress",
+        "completed_at": None,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": request.instructions,
+        "max_output_tokens": request.max_output_tokens,
+        "max_tool_calls": None,
+        "model": head.model,
+        "output": [],
+        "parallel_tool_calls": request.parallel_tool_calls is not False,
+        "previous_response_id": request.previous_response_id,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": request.store is not False,
+        "temperature": request.temperature,
+        "text": _text_echo(request),
+        "tool_choice": _tool_choice_echo(request),
+        "tools": [_tool_echo(tool) for tool in request.tools or ()],
+        "top_logprobs": 0,
+        "top_p": request.top_p,
+        "truncation": "disabled",
+        "metadata": dict(request.metadata or {}),
+    }
+
+
 def to_response(
     head: ResponseHead,
     request: CreateResponse,
@@ -57,42 +92,20 @@ def to_response(
     cut = choice.finish_reason == "length"
     status = "incomplete" if cut else "completed"
     return {
-        "id": head.id,
-        "object": "response",
-        "created_at": head.created_at,
+        **started(head, request),
         "status": status,
         "completed_at": None if cut else (completed_at or head.created_at),
-        "background": False,
-        "error": None,
         "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
-        "instructions": request.instructions,
-        "max_output_tokens": request.max_output_tokens,
-        "max_tool_calls": None,
-        "model": head.model,
         "output": _output(head, choice, status),
-        "parallel_tool_calls": request.parallel_tool_calls is not False,
-        "previous_response_id": request.previous_response_id,
-        "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default",
-        "store": request.store is not False,
-        "temperature": request.temperature,
-        "text": _text_echo(request),
-        "tool_choice": _tool_choice_echo(request),
-        "tools": [_tool_echo(tool) for tool in request.tools or ()],
-        "top_logprobs": 0,
-        "top_p": request.top_p,
-        "truncation": "disabled",
         "usage": _usage(usage),
-        "metadata": dict(request.metadata or {}),
     }
 
 
 def in_progress(response: Mapping[str, Any]) -> dict[str, Any]:
-    """The response as it is before its output: what response.created carries."""
-    # No usage yet: OpenAI sends null, which its published schema does not allow; left out.
-    started = {key: value for key, value in response.items() if key != "usage"}
+    """A finished response as it was before its output (what `started` gives)."""
+    before = {key: value for key, value in response.items() if key != "usage"}
     return {
-        **started,
+        **before,
         "status": "in_progress",
         "completed_at": None,
         "incomplete_details": None,

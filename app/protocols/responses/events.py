@@ -13,7 +13,9 @@ The custom endpoint does not stream, so the proxy synthesises OpenAI's event seq
       call:      response.function_call_arguments.delta / .done
       response.output_item.done
     response.completed | response.incomplete        (the full response, with usage)
-    or response.failed                              (failed_event, for an error after the start)
+    or response.failed                              (failed_event after the opening events,
+                                                     or failed_events when nothing but
+                                                     keep-alive comments went out)
 
 Every event has `type` and a `sequence_number` counting from 0 across the whole stream; every
 lifecycle event carries the same response id. `sse_frame` writes one event with its `event:`
@@ -66,15 +68,25 @@ def output_events(response: Mapping[str, Any], first: int) -> list[dict[str, Any
 
 
 def failed_event(
-    response: Mapping[str, Any], sequence_number: int, code: str, message: str
+    response: Mapping[str, Any], sequence_number: int, code: str | None, message: str
 ) -> dict[str, Any]:
     """response.failed, for an error after the stream started (`response` may be the
-    in-progress one: only its id and request fields are used)."""
+    started one: only its id and request fields are used); `code` is the proxy's own
+    (app.errors), mapped to one OpenAI's schema allows."""
     return {
         "type": "response.failed",
         "sequence_number": sequence_number,
         "response": failed(response, code, message),
     }
+
+
+def failed_events(
+    response: Mapping[str, Any], code: str | None, message: str
+) -> list[dict[str, Any]]:
+    """A whole stream that failed before any output: response.created, response.in_progress,
+    response.failed (the SDK's accumulator wants response.created first, so an in-band error
+    after keep-alives alone still opens the response)."""
+    return [*opening_events(response), failed_event(response, OPENING_EVENTS, code, message)]
 
 
 def _item_events(index: int, item: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -14,9 +14,10 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
 from app.output.types import ToolCall
-from app.protocols.responses.answers import ResponseHead, call_id, to_response
+from app.protocols.responses.answers import ResponseHead, call_id, started, to_response
 from app.protocols.responses.events import (
     failed_event,
+    failed_events,
     opening_events,
     response_events,
     sse_frame,
@@ -211,6 +212,14 @@ def test_the_event_sequence_of_a_message_and_a_call() -> None:
     assert events[-1]["response"]["usage"]["total_tokens"] == 17
 
 
+@pytest.mark.parametrize("request_name", sorted(REQUESTS))
+def test_the_opening_events_can_go_out_before_the_upstream_answers(request_name: str) -> None:
+    early = opening_events(started(HEAD, request(request_name)))
+    for choice in CHOICES:
+        assert response_events(answer(choice, request_name))[:2] == early
+    validate_openai("Response", early[0]["response"])
+
+
 def test_a_cut_answer_ends_with_response_incomplete() -> None:
     events = response_events(answer("cut by the limit"))
     assert events[-1]["type"] == "response.incomplete"
@@ -300,3 +309,22 @@ def test_the_sdk_parses_a_json_answer_from_the_stream() -> None:
     with client.responses.stream(model="m", input="a point", text_format=Point) as stream:
         final = stream.get_final_response()
     assert final.output_parsed == Point(x=1, y=2)
+
+
+def test_a_stream_that_failed_before_any_output_opens_then_fails() -> None:
+    events = failed_events(started(HEAD, request()), "upstream_timeout", "Took too long.")
+    assert [(event["type"], event["sequence_number"]) for event in events] == [
+        ("response.created", 0),
+        ("response.in_progress", 1),
+        ("response.failed", 2),
+    ]
+    body = b"".join(sse_frame(event) for event in events)
+    client = sdk_client(
+        lambda _: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+    )
+    with client.responses.stream(model="m", input="hi") as stream:
+        seen = list(stream)
+    assert seen[-1].type == "response.failed"
+    assert seen[-1].response.id == HEAD.id
+    assert seen[-1].response.error is not None
+    assert seen[-1].response.error.message == "Took too long."
