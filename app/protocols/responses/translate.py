@@ -2,11 +2,13 @@
 
     to_ask(request, earlier_turns)   the whole request as an Ask (app.generation):
                                      `instructions` as the first system turn, then the turns
-                                     of a stored earlier response, then `input`
+                                     of a stored earlier response, then `input`; the system
+                                     and developer turns it starts with joined into one
     to_turns(input, names)           input items → turns in Hugging Face's chat form
     to_output_spec(request)          function tools, tool_choice, parallel_tool_calls,
                                      text.format → OutputSpec
-    output_turns(response)           a finished response's output as turns, for the store
+    turns_to_store(request, earlier, response)   the conversation so far, for the store
+    output_turns(response)           a finished response's output as turns
 
 Input items: messages (user, assistant, system, developer; text or `input_text` /
 `output_text` parts); `function_call` items become an assistant turn's `tool_calls` (their
@@ -39,6 +41,7 @@ from app.protocols.responses.schemas import (
 
 _EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 _ROLES = frozenset({"user", "assistant", "system", "developer"})
+_SYSTEM_ROLES = frozenset({"system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -54,7 +57,7 @@ def to_ask(request: CreateResponse, earlier_turns: Sequence[dict[str, Any]] | No
     turns.extend(earlier)
     turns.extend(to_turns(request.input, _call_names(earlier)))
     return Ask(
-        turns=turns,
+        turns=_one_system_turn(turns),
         spec=to_output_spec(request),
         max_tokens=request.max_output_tokens,
         max_tokens_param="max_output_tokens",
@@ -63,6 +66,19 @@ def to_ask(request: CreateResponse, earlier_turns: Sequence[dict[str, Any]] | No
         top_k=request.top_k,
         messages_param="input",
     )
+
+
+def _one_system_turn(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The system and developer turns the conversation starts with (the instructions, then
+    the agent's own developer messages, as Codex sends them) as one system turn: several
+    templates (mistral, llama2) take at most one, and first."""
+    lead = 0
+    while lead < len(turns) and turns[lead]["role"] in _SYSTEM_ROLES:
+        lead += 1
+    if lead < 2:
+        return turns
+    joined = "\n\n".join(turn["content"] for turn in turns[:lead] if turn["content"])
+    return [{"role": "system", "content": joined}, *turns[lead:]]
 
 
 def _call_names(turns: Sequence[dict[str, Any]]) -> dict[str, str]:
@@ -288,6 +304,18 @@ def _json_format(
     schema = form.schema_ or {"type": "object"}
     _check_schema(schema, "text.format.schema")
     return "json_schema", schema, form.name, bool(form.strict)
+
+
+def turns_to_store(
+    request: CreateResponse,
+    earlier_turns: Sequence[dict[str, Any]] | None,
+    response: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """What a stored response keeps for the next `previous_response_id`: the conversation so
+    far (earlier turns, this input, this output), without the instructions, which OpenAI
+    does not carry over."""
+    earlier = list(earlier_turns or ())
+    return [*earlier, *to_turns(request.input, _call_names(earlier)), *output_turns(response)]
 
 
 def output_turns(response: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -12,7 +12,12 @@ from pydantic import ValidationError
 from app.errors import InvalidRequest
 from app.output.types import ToolSpec
 from app.protocols.responses.schemas import CreateResponse
-from app.protocols.responses.translate import output_turns, to_ask, to_output_spec
+from app.protocols.responses.translate import (
+    output_turns,
+    to_ask,
+    to_output_spec,
+    turns_to_store,
+)
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "responses"
 TURN_CASES = json.loads((DATA / "turns.json").read_text())
@@ -204,3 +209,30 @@ def test_output_turns_replay_a_response_as_its_input_would() -> None:
         )
     ).turns
     assert output_turns(response) == replayed
+
+
+def test_a_stored_conversation_continues_where_it_left_off() -> None:
+    first = request(instructions="rules", input="ping it")
+    answer = {
+        "output": [
+            {"type": "function_call", "call_id": "call_9", "name": "ping", "arguments": "{}"}
+        ]
+    }
+    stored = turns_to_store(first, None, answer)
+    assert stored == [
+        {"role": "user", "content": "ping it"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "call_9", "type": "function", "function": {"name": "ping", "arguments": {}}}
+            ],
+        },
+    ]
+    second = request(
+        input=[{"type": "function_call_output", "call_id": "call_9", "output": "pong"}]
+    )
+    assert to_ask(second, stored).turns == [
+        *stored,
+        {"role": "tool", "tool_call_id": "call_9", "content": "pong", "name": "ping"},
+    ]
