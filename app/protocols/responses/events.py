@@ -24,7 +24,7 @@ line, which OpenAI's SDKs and Codex read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -39,6 +39,11 @@ def sse_frame(payload: Mapping[str, Any]) -> bytes:
     return (
         b"event: " + str(payload["type"]).encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
     )
+
+
+def sse_body(events: Iterable[Mapping[str, Any]]) -> bytes:
+    """A whole stream, framed (no `[DONE]`: the Responses API ends with its terminal event)."""
+    return b"".join(sse_frame(event) for event in events)
 
 
 def response_events(response: Mapping[str, Any]) -> list[dict[str, Any]]:

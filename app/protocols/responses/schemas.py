@@ -93,7 +93,8 @@ class CreateResponse(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
 
     model: str = Field(min_length=1)
-    input: str | Annotated[list[InputItem], Field(min_length=1)]
+    # Optional, as OpenAI's: a request may only add instructions to a stored conversation.
+    input: str | Annotated[list[InputItem], Field(min_length=1)] | None = None
     instructions: str | None = None
     tools: Annotated[list[ResponseTool], Field(max_length=128)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None

@@ -55,7 +55,12 @@ def to_ask(request: CreateResponse, earlier_turns: Sequence[dict[str, Any]] | No
         turns.append({"role": "system", "content": request.instructions})
     earlier = list(earlier_turns or ())
     turns.extend(earlier)
-    turns.extend(to_turns(request.input, _call_names(earlier)))
+    turns.extend(to_turns(request.input or (), _call_names(earlier)))
+    if not any(turn["role"] != "system" for turn in turns):
+        raise InvalidRequest(
+            "Missing required parameter: 'input' (or a 'previous_response_id' to continue).",
+            param="input",
+        )
     return Ask(
         turns=_one_system_turn(turns),
         spec=to_output_spec(request),
@@ -315,7 +320,8 @@ def turns_to_store(
     far (earlier turns, this input, this output), without the instructions, which OpenAI
     does not carry over."""
     earlier = list(earlier_turns or ())
-    return [*earlier, *to_turns(request.input, _call_names(earlier)), *output_turns(response)]
+    new = to_turns(request.input or (), _call_names(earlier))
+    return [*earlier, *new, *output_turns(response)]
 
 
 def output_turns(response: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from app.protocols.responses.events import (
     failed_events,
     opening_events,
     response_events,
+    sse_body,
     sse_frame,
 )
 from app.protocols.responses.schemas import CreateResponse
@@ -268,7 +269,7 @@ def serve(response: dict[str, Any]) -> openai.OpenAI:
     def answer_for(body: dict[str, Any]) -> httpx.Response:
         if not body.get("stream"):
             return httpx.Response(200, json=response)
-        stream = b"".join(sse_frame(event) for event in response_events(response))
+        stream = sse_body(response_events(response))
         return httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"})
 
     return sdk_client(answer_for)
@@ -318,7 +319,7 @@ def test_a_stream_that_failed_before_any_output_opens_then_fails() -> None:
         ("response.in_progress", 1),
         ("response.failed", 2),
     ]
-    body = b"".join(sse_frame(event) for event in events)
+    body = sse_body(events)
     client = sdk_client(
         lambda _: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
     )
