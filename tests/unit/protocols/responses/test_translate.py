@@ -18,6 +18,7 @@ from app.protocols.responses.translate import (
     to_output_spec,
     turns_to_store,
 )
+from tests.openai_spec import validate_openai
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "responses"
 TURN_CASES = json.loads((DATA / "turns.json").read_text())
@@ -45,7 +46,12 @@ HOSTED = [
     {"type": "mcp", "server_label": "s", "server_url": "http://127.0.0.1:1"},
     {"type": "local_shell"},
     {"type": "custom", "name": "apply_patch", "format": {"type": "text"}},
-    {"type": "namespace", "name": "ns", "tools": []},
+    {
+        "type": "namespace",
+        "name": "ns",
+        "description": "a group",
+        "tools": [{"type": "function", "name": "inner", "parameters": {}, "strict": False}],
+    },
 ]
 
 
@@ -236,3 +242,18 @@ def test_a_stored_conversation_continues_where_it_left_off() -> None:
         *stored,
         {"role": "tool", "tool_call_id": "call_9", "content": "pong", "name": "ping"},
     ]
+
+
+def test_the_tool_shapes_accepted_are_openais() -> None:
+    # (Input items are not checked here: the spec's `oneOf` finds a message without `type`
+    # valid under two of its branches, and so refuses what OpenAI and its SDK accept.)
+    validate_openai(
+        "CreateResponse",
+        {
+            "model": "m",
+            "input": "x",
+            "tools": [WEATHER, *HOSTED],
+            "tool_choice": {"type": "function", "name": "get_weather"},
+            "text": {"format": {"type": "json_schema", "name": "p", "schema": {}, "strict": True}},
+        },
+    )
