@@ -1,1 +1,1 @@
-"""The front doors: one package per client API."""
+"""The front doors: one package per client API (request models, request → Ask, answers, streams)."""

@@ -26,9 +26,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.chat_tools import _check_schema
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.generation import Ask
+from app.generation import Ask, check_client_schema
 from app.output.spec import JsonMode, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.responses.schemas import (
@@ -254,7 +253,7 @@ def _tool_specs(tools: Sequence[ResponseTool]) -> tuple[ToolSpec, ...]:
             )
         seen.add(tool.name)
         parameters = tool.parameters or _EMPTY_PARAMETERS
-        _check_schema(parameters, f"tools[{index}].parameters")
+        check_client_schema(parameters, f"tools[{index}].parameters")
         specs.append(
             ToolSpec(
                 name=tool.name,
@@ -307,7 +306,7 @@ def _json_format(
     if form.type == "json_object":
         return "json_object", None, None, False
     schema = form.schema_ or {"type": "object"}
-    _check_schema(schema, "text.format.schema")
+    check_client_schema(schema, "text.format.schema")
     return "json_schema", schema, form.name, bool(form.strict)
 
 
