@@ -390,12 +390,17 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aliases(aliases: list[str]) -> str:
+    return f" (aliases: {', '.join(aliases)})" if aliases else ""
+
+
 def _print_routes(router: Router) -> None:
     for route in router.routes:
         model = route.config
         counting = f"tokenizer {model.tokenizer}" if route.counter.exact else "estimated tokens"
         print(
-            f"- {route.name} -> {route.upstream_model}, routing {model.routing}, "
+            f"- {route.name}{_aliases(model.aliases)} -> {route.upstream_model}, "
+            f"routing {model.routing}, "
             f"max_retries {model.max_retries}, fallbacks {model.fallbacks or 'none'}\n"
             f"    template {route.template.name}, strip_prompt {model.strip_prompt}, "
             f"{counting}\n"

@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.aliases import alias_conflicts
 from app.model_config import (
     CooldownConfig,
     DeploymentConfig,
@@ -254,6 +255,9 @@ class ProxyConfig(Strict):
                     raise ValueError(
                         f"model {model.name!r}: fallback {fallback!r} is not a configured model"
                     )
+        conflicts = alias_conflicts((model.name, model.aliases) for model in models)
+        if conflicts:
+            raise ValueError("aliases overlap: " + "; ".join(conflicts))
         return models
 
     @field_validator("api_keys")

@@ -120,6 +120,8 @@ class ModelConfig(Strict):
     """One model clients can ask for by `name`: `api_base` or a list of `deployments`."""
 
     name: str = Field(min_length=1)
+    # Other names clients may ask for: exact, or glob patterns like "claude-*" (app.aliases)
+    aliases: list[str] = Field(default_factory=list)
     api_base: str | None = None
     deployments: list[DeploymentConfig] = Field(default_factory=list)
     routing: Literal["least-busy", "weighted"] = "least-busy"
@@ -175,6 +177,8 @@ class ModelConfig(Strict):
             raise ValueError("give either 'api_base' or a non-empty 'deployments' list")
         if self.name in self.fallbacks:
             raise ValueError("a model cannot be its own fallback")
+        if any(not alias.strip() for alias in self.aliases):
+            raise ValueError("an alias cannot be empty")
         if self.forward_client_auth and any(
             name.lower() == "authorization"
             for headers in (self.headers, *(d.headers for d in self.deployments))

@@ -3,7 +3,8 @@
 A model's route holds its deployments (`app.deployments`), its template, its token counter and
 its config, all built once at start-up and shared by every request.
 
-A configured `name` wins. Otherwise, when a default upstream (`PROXY_API_BASE`) is set, any
+A configured `name` wins, then a model's `aliases` (exact names, then glob patterns: app.aliases).
+Otherwise, when a default upstream (`PROXY_API_BASE`) is set, any
 other name passes through to it: `custom/<X>` (LiteLLM's convention) and plain `<X>` both reach
 upstream model `<X>`. Otherwise the model is not found. Clients never choose the upstream URL.
 """
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from app.aliases import is_pattern, matches
 from app.config import ConfigError, DeploymentConfig, ModelConfig, ProxyConfig
 from app.deployments import Deployment, DeploymentGroup
 from app.errors import ModelNotFound
@@ -45,6 +47,15 @@ class Router:
     def __init__(self, routes: dict[str, ModelRoute], passthrough: ModelRoute | None) -> None:
         self._routes = routes
         self._passthrough = passthrough
+        # Exact aliases resolve by the same lookup as names; patterns after them, in order.
+        self._names = dict(routes)
+        self._patterns: list[tuple[str, ModelRoute]] = []
+        for route in routes.values():
+            for alias in route.config.aliases:
+                if is_pattern(alias):
+                    self._patterns.append((alias, route))
+                else:
+                    self._names.setdefault(alias, route)
 
     @property
     def routes(self) -> list[ModelRoute]:
@@ -56,11 +67,21 @@ class Router:
         """The route other names pass through to, when a default upstream is set."""
         return self._passthrough
 
+    @property
+    def listed_names(self) -> list[tuple[str, ModelRoute]]:
+        """Every name `/v1/models` lists: the configured ones, then their exact aliases."""
+        return list(self._names.items())
+
     def resolve(self, model: str) -> ModelRoute:
-        """The route for a client's model name, or ModelNotFound."""
-        route = self._routes.get(model)
+        """The route for a client's model name (a configured name, an alias, a pattern's
+        match, or the passthrough upstream), or ModelNotFound. A route found by an alias is
+        the configured model's own: its name is the configured one."""
+        route = self._names.get(model)
         if route is not None:
             return route
+        for pattern, route in self._patterns:
+            if matches(pattern, model):
+                return route
         if self._passthrough is not None:
             upstream = model.removeprefix(PASSTHROUGH_PREFIX)
             if upstream:

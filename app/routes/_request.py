@@ -83,10 +83,10 @@ async def authorized_body(
 
 def allowed_route(state: ProxyState, key: ApiKey | None, model: str) -> ModelRoute:
     """The model's route: ModelNotFound (404) if there is none, PermissionDenied (403) if the
-    key may not use it."""
+    key may not use it (checked by the configured name an alias stands for)."""
     route = state.router.resolve(model)
     if key is not None:
-        key.check_model(model)
+        key.check_model(route.name)  # a key's models are configured names, whatever alias came
     return route
 
 

@@ -14,9 +14,9 @@ from app.state import StateDep
 router = APIRouter()
 
 
-def _model_object(route: ModelRoute) -> dict[str, Any]:
+def _model_object(route: ModelRoute, name: str) -> dict[str, Any]:
     return {
-        "id": route.name,
+        "id": name,
         "object": "model",
         "created": route.created,
         "owned_by": route.config.owned_by,
@@ -25,12 +25,13 @@ def _model_object(route: ModelRoute) -> dict[str, Any]:
 
 @router.get("/v1/models", response_model=None)
 async def list_models(request: Request, state: StateDep) -> Response:
-    """The configured models the key may use (passthrough names are served but not listed)."""
+    """The configured models the key may use and their exact aliases (patterns and
+    passthrough names are served but not listed)."""
     key = state.keys.authenticate(request.scope)
     allowed = key.models if key is not None else None
     data = [
-        _model_object(route)
-        for route in state.router.routes
+        _model_object(route, name)
+        for name, route in state.router.listed_names
         if allowed is None or route.name in allowed
     ]
     return json_response({"object": "list", "data": data})
@@ -43,5 +44,5 @@ async def retrieve_model(model_id: str, request: Request, state: StateDep) -> Re
     key = state.keys.authenticate(request.scope)
     route = state.router.resolve(model_id)
     if key is not None:
-        key.check_model(model_id)
-    return json_response(_model_object(route))
+        key.check_model(route.name)
+    return json_response(_model_object(route, model_id))
