@@ -20,7 +20,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive
 
-from app.disconnect import DisconnectWatch
+from app.disconnect import ClientConnection, DisconnectWatch
 from app.errors import ClientClosedRequest, InvalidRequest, Overloaded, UpstreamError
 from app.handlers import json_response
 from app.limits import Grant
@@ -168,6 +168,7 @@ async def serve_generation(
     *,
     request_id: str,
     receive: Receive,
+    connection: ClientConnection | None = None,
     client: SamplingFields,
     id_prefix: str,
     build_answer: BuildAnswer,
@@ -178,7 +179,8 @@ async def serve_generation(
     """The HTTP answer for a generation, as JSON or as SSE, as the client's request asks.
 
     A rate-limit `grant` adds its x-ratelimit-* headers and is settled with the usage. The
-    request's telemetry `record` learns the model here and the rest as the work goes.
+    request's telemetry `record` learns the model here and the rest as the work goes. The work
+    is cancelled when the client leaves: `connection` tells (app.disconnect), else `receive`.
     """
     if record is not None:
         record.bind(job.route, stream=bool(client.stream))
@@ -191,7 +193,7 @@ async def serve_generation(
     )
     include_usage = bool(client.stream_options and client.stream_options.include_usage)
     if not client.stream:
-        with DisconnectWatch(receive) as watch:
+        with DisconnectWatch(receive, connection) as watch:
             try:
                 finished = await _generate_settled(state, job, request_id, grant)
             except asyncio.CancelledError:
