@@ -10,9 +10,11 @@ this harness did not start (another job on a shared machine), so such rows can b
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,12 +138,24 @@ def run_row(
     pgids: list[int],
     measured_root: int | None,
     raw_path: Path,
+    warmup_s: float = 0.0,
 ) -> Row:
-    """Run wrk for one scenario and account for the CPU it took."""
+    """Run wrk for one scenario and account for the CPU it took.
+
+    With `warmup_s`, the row's `extra` also holds the figures of its steady part: from the first
+    whole second of the clock `warmup_s` after wrk started to its end (`steady_s`), the good
+    answers a second (`steady_rps`, from the script's per-second counts) and the measured tree's
+    CPU per answer (`steady_cpu_ms_per_request`)."""
     measured = procs.tree_pids(measured_root) if measured_root else []
     before = _Snapshot.take(layout, pgids, measured)
-    result, first_bad = _wrk(scenario, duration_s, layout, raw_path)
+    marked: list[tuple[float, _Snapshot]] = []
+
+    def mark(at: float) -> None:
+        marked.append((at, _Snapshot.take(layout, pgids, measured)))
+
+    run = _wrk(scenario, duration_s, layout, raw_path, warmup_s, mark)
     after = _Snapshot.take(layout, pgids, measured)
+    result = run.result
     seconds = result["duration_s"] or duration_s
     requests = int(result["requests"])
     good = requests - int(result["non2xx"]) - int(result["bad_bodies"])
@@ -165,45 +179,90 @@ def run_row(
         errors=requests - good + int(result["socket_errors"]),
         cpu_busy_pct=busy_pct(before, after),
         noise_pct=round(foreign_cpu_pct(before, after, seconds), 1),
-        first_bad=first_bad,
+        first_bad=run.first_bad,
     )
     if measured:
         spent = after.measured - before.measured
         row.proxy_cpu_pct = round(100 * spent / seconds, 1)
         if requests:
             row.proxy_cpu_ms_per_request = round(1000 * spent / requests, 4)
+    if marked and run.good_by_second is not None:
+        at, mid = marked[0]
+        _add_steady(row, run, at, mid, after, measured=bool(measured))
     return row
 
 
+def _add_steady(
+    row: Row, run: _WrkRun, at: float, mid: _Snapshot, after: _Snapshot, *, measured: bool
+) -> None:
+    seconds = run.started + (run.result["duration_s"] or 0) - at  # to wrk's end
+    answers = sum(n for second, n in (run.good_by_second or {}).items() if second >= at)
+    if seconds <= 0:
+        return
+    row.extra["steady_s"] = round(seconds, 1)
+    row.extra["steady_rps"] = round(answers / seconds, 1)
+    row.extra["steady_noise_pct"] = round(foreign_cpu_pct(mid, after, seconds), 1)
+    if measured and answers:
+        spent = after.measured - mid.measured
+        row.extra["steady_cpu_ms_per_request"] = round(1000 * spent / answers, 4)
+
+
+@dataclass
+class _WrkRun:
+    result: dict[str, float]
+    first_bad: str | None
+    good_by_second: dict[int, int] | None  # the script's per-second counts, when it checked
+    started: float  # time.time() just before wrk started
+
+
 def _wrk(
-    scenario: Scenario, duration_s: float, layout: Layout, raw_path: Path
-) -> tuple[dict[str, float], str | None]:
+    scenario: Scenario,
+    duration_s: float,
+    layout: Layout,
+    raw_path: Path,
+    warmup_s: float,
+    mark: Callable[[float], None],
+) -> _WrkRun:
+    """wrk's figures; calls `mark(t)` at t, the first whole second `warmup_s` after it started."""
     argv = [
         *("taskset", "-c", procs.cpu_list(layout.load_cpus)),
         *("wrk", "-t1", f"-c{scenario.conc}", f"-d{duration_s:g}s", "--latency"),
         *("--timeout", WRK_TIMEOUT, "-s", str(BENCH_DIR / "chat.lua"), scenario.url),
     ]
-    completed = subprocess.run(
+    started = time.time()
+    with subprocess.Popen(
         argv,
         env={**os.environ, **scenario.lua_env()},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=duration_s + 60,
-        check=False,
-    )
-    raw_path.write_text(f"$ {' '.join(argv)}\n{completed.stdout}{completed.stderr}")
-    result = first_bad = None
-    for line in completed.stdout.splitlines():
+    ) as wrk:
+        if 0 < warmup_s < duration_s:
+            at = math.ceil(time.time() + warmup_s)
+            time.sleep(max(0.0, at - time.time()))  # wrk prints only at its end: no pipe fills
+            if wrk.poll() is None:
+                mark(at)
+        try:
+            stdout, stderr = wrk.communicate(timeout=duration_s + 60)
+        except subprocess.TimeoutExpired:
+            wrk.kill()
+            stdout, stderr = wrk.communicate()
+    raw_path.write_text(f"$ {' '.join(argv)}\n{stdout}{stderr}")
+    result = first_bad = by_second = None
+    for line in stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             result = json.loads(line.removeprefix("BENCH_RESULT "))
         elif line.startswith("BENCH_FIRST_BAD "):
             first_bad = line.removeprefix("BENCH_FIRST_BAD ")
-    if completed.returncode != 0 or result is None:
+        elif line.startswith("BENCH_PER_SECOND "):
+            counts = json.loads(line.removeprefix("BENCH_PER_SECOND "))
+            by_second = {int(second): int(n) for second, n in counts.items()}
+    if wrk.returncode != 0 or result is None:
         raise procs.SetupError(
-            f"wrk failed for {scenario.name} c={scenario.conc} (exit {completed.returncode}); "
-            f"see {raw_path}:\n{completed.stderr[-2000:]}"
+            f"wrk failed for {scenario.name} c={scenario.conc} (exit {wrk.returncode}); "
+            f"see {raw_path}:\n{stderr[-2000:]}"
         )
-    return result, first_bad
+    return _WrkRun(result, first_bad, by_second, started)
 
 
 def wait_quiet(layout: Layout, pgids: list[int], max_wait_s: float) -> float:

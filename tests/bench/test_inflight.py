@@ -1,6 +1,6 @@
 """bench/inflight.py, the many-requests-in-flight row, as a short smoke run: the upstream, the
-direct baseline and the proxy for real, on free ports; it asserts the row's figures are there and
-that nothing failed, nothing about speed."""
+direct baseline and the proxy for real, on free ports; it asserts the row's figures (whole run
+and steady part) are there and that nothing failed, nothing about speed."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ MISSING = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
 @pytest.mark.timeout(180)
 def test_inflight_row_gives_its_figures(tmp_path: Path) -> None:
     command = [sys.executable, str(ROOT / "bench" / "inflight.py"), "--conc", "64"]
-    command += ["--delay-ms", "200", "--duration", "2", "--quiet-wait", "0", "--out", str(tmp_path)]
+    command += ["--delay-ms", "200", "--duration", "3", "--warmup", "1"]
+    command += ["--quiet-wait", "0", "--out", str(tmp_path)]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False
     )
@@ -41,14 +42,21 @@ def test_inflight_row_gives_its_figures(tmp_path: Path) -> None:
         assert row["errors"] == 0, row
         assert row["p50_ms"] >= 200 and row["p99_ms"] >= row["p50_ms"], row
         assert row["extra"]["ideal_rps"] == 320, row
+        # The steady part: from a whole second after the 1 s warm-up to the end of the 3 s.
+        assert 1 <= row["extra"]["steady_s"] <= 2, row
+        assert row["extra"]["steady_rps"] > 0, row
+    assert results["settings"]["warmup_s"] == 1
     assert rows["proxy"]["extra"]["vs_direct_pct"] > 0
+    assert rows["proxy"]["extra"]["steady_vs_direct_pct"] > 0
+    assert rows["proxy"]["extra"]["steady_cpu_ms_per_request"] > 0
     assert rows["proxy"]["proxy_cpu_ms_per_request"] > 0
     (proxy,) = results["proxies"]
     assert proxy["rss_idle_bytes"] > 0 and proxy["rss_after_bytes"] > 0
     table = (tmp_path / "table.txt").read_text()
     assert "64 in flight x 200 ms upstream (ideal 320 rps)" in table
     assert "custom-llm-proxy → slow" in table and "RSS (process tree)" in table
-    assert "vs direct" in table
+    assert "vs direct" in table and "steady vs direct" in table
+    assert "# steady: after a 1 s warm-up" in table
 
 
 @pytest.mark.skipif(
