@@ -222,6 +222,7 @@ class InFlight:
             measured_root=server.pid if server else None,
             raw_path=self.args.out / "wrk" / f"{scenario.target}-c{scenario.conc}.txt",
             warmup_s=self.args.warmup,
+            period_s=self.args.delay_ms / 1000,
         )
         if server is not None and not server.alive():
             raise SetupError(f"{server.name} died during {scenario.name}:\n{server.log_tail()}")
@@ -258,7 +259,8 @@ class InFlight:
         ]
         if a.warmup:
             lines.append(
-                f"# steady: after a {a.warmup:g} s warm-up, from the next whole second to the end"
+                f"# steady: from the first whole second {a.warmup:g} s in, whole upstream periods "
+                "(answers come in waves of that period) to the end"
             )
         return lines
 

@@ -139,21 +139,25 @@ def run_row(
     measured_root: int | None,
     raw_path: Path,
     warmup_s: float = 0.0,
+    period_s: float = 1.0,
 ) -> Row:
     """Run wrk for one scenario and account for the CPU it took.
 
-    With `warmup_s`, the row's `extra` also holds the figures of its steady part: from the first
-    whole second of the clock `warmup_s` after wrk started to its end (`steady_s`), the good
-    answers a second (`steady_rps`, from the script's per-second counts) and the measured tree's
-    CPU per answer (`steady_cpu_ms_per_request`)."""
+    With `warmup_s`, the row's `extra` also holds the figures of its steady part (`steady_window`)
+    from the first whole second of the clock `warmup_s` after wrk started, for as many whole
+    `period_s` (rounded to whole seconds) as fit before its end: the good answers a second
+    (`steady_rps`, from the script's per-second counts) and the measured tree's CPU per answer
+    (`steady_cpu_ms_per_request`). With a closed loop on an upstream of fixed latency, answers
+    come in waves of that period: a window of whole periods counts whole waves."""
     measured = procs.tree_pids(measured_root) if measured_root else []
     before = _Snapshot.take(layout, pgids, measured)
-    marked: list[tuple[float, _Snapshot]] = []
+    window = _steady_window(time.time(), duration_s, warmup_s, period_s)
+    marks: list[_Snapshot] = []
 
-    def mark(at: float) -> None:
-        marked.append((at, _Snapshot.take(layout, pgids, measured)))
+    def mark() -> None:
+        marks.append(_Snapshot.take(layout, pgids, measured))
 
-    run = _wrk(scenario, duration_s, layout, raw_path, warmup_s, mark)
+    run = _wrk(scenario, duration_s, layout, raw_path, window, mark)
     after = _Snapshot.take(layout, pgids, measured)
     result = run.result
     seconds = result["duration_s"] or duration_s
@@ -186,24 +190,40 @@ def run_row(
         row.proxy_cpu_pct = round(100 * spent / seconds, 1)
         if requests:
             row.proxy_cpu_ms_per_request = round(1000 * spent / requests, 4)
-    if marked and run.good_by_second is not None:
-        at, mid = marked[0]
-        _add_steady(row, run, at, mid, after, measured=bool(measured))
+    if window is not None and len(marks) == 2 and run.good_by_second is not None:
+        _add_steady(row, window, run.good_by_second, marks, measured=bool(measured))
     return row
 
 
+def _steady_window(
+    now: float, duration_s: float, warmup_s: float, period_s: float
+) -> tuple[int, int] | None:
+    """[start, end) in whole seconds of the clock, or None when no whole period fits."""
+    if warmup_s <= 0:
+        return None
+    start = math.ceil(now + warmup_s)
+    step = max(1, round(period_s))
+    periods = math.floor((now + duration_s - 0.5 - start) / step)  # 0.5 s: wrk's own start
+    return (start, start + periods * step) if periods > 0 else None
+
+
 def _add_steady(
-    row: Row, run: _WrkRun, at: float, mid: _Snapshot, after: _Snapshot, *, measured: bool
+    row: Row,
+    window: tuple[int, int],
+    good_by_second: dict[int, int],
+    marks: list[_Snapshot],
+    *,
+    measured: bool,
 ) -> None:
-    seconds = run.started + (run.result["duration_s"] or 0) - at  # to wrk's end
-    answers = sum(n for second, n in (run.good_by_second or {}).items() if second >= at)
-    if seconds <= 0:
-        return
-    row.extra["steady_s"] = round(seconds, 1)
+    start, end = window
+    seconds = end - start
+    answers = sum(n for second, n in good_by_second.items() if start <= second < end)
+    row.extra["steady_from_s"] = float(start)
+    row.extra["steady_s"] = float(seconds)
     row.extra["steady_rps"] = round(answers / seconds, 1)
-    row.extra["steady_noise_pct"] = round(foreign_cpu_pct(mid, after, seconds), 1)
+    row.extra["steady_noise_pct"] = round(foreign_cpu_pct(marks[0], marks[1], seconds), 1)
     if measured and answers:
-        spent = after.measured - mid.measured
+        spent = marks[1].measured - marks[0].measured
         row.extra["steady_cpu_ms_per_request"] = round(1000 * spent / answers, 4)
 
 
@@ -212,7 +232,6 @@ class _WrkRun:
     result: dict[str, float]
     first_bad: str | None
     good_by_second: dict[int, int] | None  # the script's per-second counts, when it checked
-    started: float  # time.time() just before wrk started
 
 
 def _wrk(
@@ -220,16 +239,15 @@ def _wrk(
     duration_s: float,
     layout: Layout,
     raw_path: Path,
-    warmup_s: float,
-    mark: Callable[[float], None],
+    window: tuple[int, int] | None,
+    mark: Callable[[], None],
 ) -> _WrkRun:
-    """wrk's figures; calls `mark(t)` at t, the first whole second `warmup_s` after it started."""
+    """wrk's figures; calls `mark()` at the start and at the end of `window` (clock seconds)."""
     argv = [
         *("taskset", "-c", procs.cpu_list(layout.load_cpus)),
         *("wrk", "-t1", f"-c{scenario.conc}", f"-d{duration_s:g}s", "--latency"),
         *("--timeout", WRK_TIMEOUT, "-s", str(BENCH_DIR / "chat.lua"), scenario.url),
     ]
-    started = time.time()
     with subprocess.Popen(
         argv,
         env={**os.environ, **scenario.lua_env()},
@@ -237,11 +255,10 @@ def _wrk(
         stderr=subprocess.PIPE,
         text=True,
     ) as wrk:
-        if 0 < warmup_s < duration_s:
-            at = math.ceil(time.time() + warmup_s)
+        for at in window or ():
             time.sleep(max(0.0, at - time.time()))  # wrk prints only at its end: no pipe fills
             if wrk.poll() is None:
-                mark(at)
+                mark()
         try:
             stdout, stderr = wrk.communicate(timeout=duration_s + 60)
         except subprocess.TimeoutExpired:
@@ -262,7 +279,7 @@ def _wrk(
             f"wrk failed for {scenario.name} c={scenario.conc} (exit {wrk.returncode}); "
             f"see {raw_path}:\n{stderr[-2000:]}"
         )
-    return _WrkRun(result, first_bad, by_second, started)
+    return _WrkRun(result, first_bad, by_second)
 
 
 def wait_quiet(layout: Layout, pgids: list[int], max_wait_s: float) -> float:
