@@ -87,16 +87,18 @@ class DisconnectWatch:
         self.client_gone = False
 
     def __enter__(self) -> DisconnectWatch:
+        connection = self._connection
+        if connection is not None and not connection.lost:
+            self._owner = asyncio.current_task()
+            connection.add(self)
+            return self
         loop = asyncio.get_running_loop()
         self._owner = asyncio.current_task(loop)
-        connection = self._connection
         if connection is None:
             self._timer = coarse_timers(loop).call_later(self._after, self.start, loop)
-        elif connection.lost:
+        else:
             # Gone before the work began: cancel it at its first wait, inside the block.
             self._timer = coarse_timers(loop).call_later(0.0, self.client_left)
-        else:
-            connection.add(self)
         return self
 
     def __exit__(

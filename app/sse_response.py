@@ -73,7 +73,8 @@ class KeepAliveSSE:
                 failure = exc
             finally:
                 timer.cancel()
-        await keepalive.stop()  # after the watch: a client leaving now cancels nothing
+        if keepalive.task is not None:  # after the watch: a client leaving now cancels nothing
+            await keepalive.stop()
         if failure is not None:
             if not keepalive.started:
                 raise failure  # nothing sent yet: a real HTTP error (or the app's 500 handler)

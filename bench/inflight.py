@@ -383,7 +383,8 @@ def render_table(header: list[str], rows: list[Row], proxies: list[report.ProxyR
         )
     lines += [
         "vs direct = rps ÷ the direct row's, same run; vs compare = ours ÷ the compared config's;",
-        "steady = the same from the warm-up's end to the row's end (wrk's per-second counts);",
+        "steady = the same over the steady window (whole upstream periods after the warm-up,",
+        "from wrk's per-second counts of good answers); the whole run's figures come first;",
         "rps = 2xx answers a second with a right body (every body checked); errors = non-2xx +",
         "wrong bodies + socket errors/timeouts; cpu ms/req = the proxy's process tree per answer.",
     ]
