@@ -76,9 +76,12 @@ class KeepAliveSSE:
         if keepalive.task is not None:  # after the watch: a client leaving now cancels nothing
             await keepalive.stop()
         if failure is not None:
-            if not keepalive.started:
-                raise failure  # nothing sent yet: a real HTTP error (or the app's 500 handler)
-            body = self._in_band(failure)
+            try:
+                if not keepalive.started:
+                    raise failure  # nothing sent yet: a real HTTP error (or the app's 500 handler)
+                body = self._in_band(failure)
+            finally:
+                failure = None  # its traceback holds this frame: no cycle through the local
         if keepalive.started:
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
