@@ -15,7 +15,10 @@ client left in one of two ways:
   watcher task starts and waits for `http.disconnect`.
 
 Either way the request's body has been read: the next message is the disconnect, whenever it
-comes. (A stream's response, app.sse_response, watches the same way.)
+comes. (A stream's response, app.sse_response, watches the same way.) One difference: while a
+pipelined request waits behind this one, uvicorn stops reading the socket, so the protocol
+learns of the loss only when it reads again; `receive()` resumed reading. No common client
+pipelines.
 """
 
 from __future__ import annotations
