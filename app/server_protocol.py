@@ -13,6 +13,10 @@ headers and each of its events still go out as soon as they are sent.
 The keep-alive timer that uvicorn arms after every answer (and cancels when the next request
 comes) is a coarse one here (app.coarse_timers): it may close an idle connection up to 10 ms
 after `timeout_keep_alive`, at a fraction of a loop timer's cost.
+
+Every request's scope carries its connection's `ClientConnection` (app.disconnect), told when
+the connection is lost: a request's work is cancelled then, with no task or timer of its own
+watching for it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.coarse_timers import coarse_timers
+from app.disconnect import CONNECTION, ClientConnection
 
 
 class CoalescingTransport:
@@ -83,13 +88,22 @@ class CoalescingTransport:
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol writing through a CoalescingTransport (`uvicorn.run(http=…)`), with a
-    coarse keep-alive timer."""
+    coarse keep-alive timer, telling its requests when their client's connection is lost."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # Reads are paused and resumed on the transport itself (uvicorn's FlowControl keeps it).
         self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         self._timers = coarse_timers(self.loop)
+        self.client_connection = ClientConnection()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope[CONNECTION] = self.client_connection  # type: ignore[literal-required]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.client_connection.connection_lost()
 
     def on_response_complete(self) -> None:
         # The answer is whole. When it is the only request in the works, send it now rather than

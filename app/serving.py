@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from app.agent_output import read_choice
-from app.disconnect import DisconnectWatch
+from app.disconnect import ClientConnection, DisconnectWatch
 from app.errors import (
     ClientClosedRequest,
     InvalidModelOutput,
@@ -230,6 +230,7 @@ async def serve_generation(
     *,
     request_id: str,
     receive: Receive,
+    connection: ClientConnection | None = None,
     client: SamplingFields,
     id_prefix: str,
     build_answer: BuildAnswer,
@@ -240,7 +241,8 @@ async def serve_generation(
     """The HTTP answer for a generation, as JSON or as SSE, as the client's request asks.
 
     A rate-limit `grant` adds its x-ratelimit-* headers and is settled with the usage. The
-    request's telemetry `record` learns the model here and the rest as the work goes.
+    request's telemetry `record` learns the model here and the rest as the work goes. The work
+    is cancelled when the client leaves: `connection` tells (app.disconnect), else `receive`.
     """
     if record is not None:
         record.bind(job.route, stream=bool(client.stream))
@@ -253,7 +255,7 @@ async def serve_generation(
     )
     include_usage = bool(client.stream_options and client.stream_options.include_usage)
     if not client.stream:
-        with DisconnectWatch(receive) as watch:
+        with DisconnectWatch(receive, connection) as watch:
             try:
                 finished = await _generate_settled(state, job, request_id, grant)
             except asyncio.CancelledError:

@@ -1,15 +1,15 @@
 """The ASGI response for a synthesised SSE stream, with keep-alives only when they are needed.
 
 The custom endpoint answers all at once, so the stream exists only once the upstream has
-answered. Most answers come within a quarter of a second; for them this response costs one
-coarse timer (app.coarse_timers; a loop timer here cost 5-8 % of the streamed rps in A/B pairs):
-the upstream call runs in the request's own task, and the events go out as one body with a
-Content-Length. Only when the timer fires does a helper task start, which watches for the client
-going away (that cancels the upstream call, whether or not anything was sent yet: the request is
-logged and counted as 499) and, once the keep-alive interval has passed, starts the stream and
-sends `: keep-alive` comments every interval. A failure before the stream started is raised, so
-the client gets a real HTTP error; after, it goes out in-band as `data: {"error": ...}` and
-`data: [DONE]`.
+answered. Most answers come before the first keep-alive is due; for them this response costs
+one coarse timer (app.coarse_timers; a loop timer here cost 5-8 % of the streamed rps in A/B
+pairs): the upstream call runs in the request's own task, and the events go out as one body with
+a Content-Length. Only when the timer fires, once the keep-alive interval has passed, does a
+helper task start, which starts the stream and sends `: keep-alive` comments every interval.
+A client going away is watched as for any request (app.disconnect): it cancels the upstream
+call, whether or not anything was sent yet, and the request is logged and counted as 499.
+A failure before the stream started is raised, so the client gets a real HTTP error; after, it
+goes out in-band as `data: {"error": ...}` and `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from app.coarse_timers import coarse_timers
-from app.disconnect import WATCH_AFTER_SECONDS
+from app.disconnect import WATCH_AFTER_SECONDS, DisconnectWatch, client_connection
 from app.errors import ProxyError, internal_error_envelope
 from app.streaming import KEEPALIVE, SSE_HEADERS, SSE_MEDIA_TYPE, error_stream
 
@@ -49,36 +49,40 @@ class KeepAliveSSE:
         task = asyncio.current_task()
         assert task is not None
         interval = self.interval
+        keepalive = _KeepAlive(send, interval)
+        timer = coarse_timers(task.get_loop()).call_later(interval, keepalive.start)
         after = WATCH_AFTER_SECONDS if interval > WATCH_AFTER_SECONDS else interval
-        helper = _StreamHelper(send, receive, interval - after, interval, task)
-        timer = coarse_timers(task.get_loop()).call_later(after, helper.start)
-        try:
-            body = await self.produce()
-        except asyncio.CancelledError:
-            if not helper.client_gone:
-                helper.cancel()
-                raise
-            task.uncancel()
-            log.info(
-                "client closed the stream; upstream request cancelled (request %s)",
-                self.request_id,
-            )
-            record = scope.get("record")
-            if record is not None:
-                record.client_left()
-            return
-        except Exception as exc:
-            if helper.task is not None:
-                await helper.stop()
-            if not helper.started:
-                raise  # nothing sent yet: a real HTTP error (or the app's 500 handler)
-            body = self._in_band(exc)
-        else:
-            if helper.task is not None:
-                await helper.stop()
-        finally:
-            timer.cancel()
-        if helper.started:
+        failure: Exception | None = None
+        with DisconnectWatch(receive, client_connection(scope), after=after) as watch:
+            try:
+                body = await self.produce()
+            except asyncio.CancelledError:
+                keepalive.cancel()
+                if not watch.client_gone:
+                    raise
+                task.uncancel()
+                log.info(
+                    "client closed the stream; upstream request cancelled (request %s)",
+                    self.request_id,
+                )
+                record = scope.get("record")
+                if record is not None:
+                    record.client_left()
+                return
+            except Exception as exc:
+                failure = exc
+            finally:
+                timer.cancel()
+        if keepalive.task is not None:  # after the watch: a client leaving now cancels nothing
+            await keepalive.stop()
+        if failure is not None:
+            try:
+                if not keepalive.started:
+                    raise failure  # nothing sent yet: a real HTTP error (or the app's 500 handler)
+                body = self._in_band(failure)
+            finally:
+                failure = None  # its traceback holds this frame: no cycle through the local
+        if keepalive.started:
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
@@ -98,43 +102,21 @@ class KeepAliveSSE:
         return error_stream(internal_error_envelope(self.request_id))
 
 
-class _StreamHelper:
-    """Once started, watches the client (cancelling the producer when it leaves); `first` s
-    later, starts the stream and sends keep-alives every `interval` s until stopped."""
+class _KeepAlive:
+    """Once started, starts the stream and sends a keep-alive every `interval` s until stopped."""
 
-    __slots__ = (
-        "_send",
-        "_receive",
-        "_first",
-        "_interval",
-        "_producer",
-        "_stopping",
-        "task",
-        "started",
-        "client_gone",
-    )
+    __slots__ = ("_send", "_interval", "_stopping", "task", "started")
 
-    def __init__(
-        self,
-        send: Send,
-        receive: Receive,
-        first: float,
-        interval: float,
-        producer: asyncio.Task[object],
-    ) -> None:
+    def __init__(self, send: Send, interval: float) -> None:
         self._send = send
-        self._receive = receive
-        self._first = first
         self._interval = interval
-        self._producer = producer
         self._stopping: asyncio.Event | None = None  # made when started: most streams never are
         self.task: asyncio.Task[None] | None = None
         self.started = False  # the stream's headers went out
-        self.client_gone = False
 
     def start(self) -> None:
         self._stopping = asyncio.Event()
-        self.task = self._producer.get_loop().create_task(self._run(self._stopping))
+        self.task = asyncio.get_running_loop().create_task(self._run(self._stopping))
 
     async def stop(self) -> None:
         """Stop after the message being sent, if any; `started` is final from then on."""
@@ -147,38 +129,12 @@ class _StreamHelper:
             self.task.cancel()
 
     async def _run(self, stop: asyncio.Event) -> None:
-        disconnect = asyncio.ensure_future(self._wait_for_disconnect())
-        stopping = asyncio.ensure_future(stop.wait())
-        wait = self._first
-        try:
-            while True:
-                done, _ = await asyncio.wait(
-                    (disconnect, stopping), timeout=wait, return_when="FIRST_COMPLETED"
-                )
-                if stop.is_set():
-                    return  # the producer is done: it must not be cancelled now
-                if disconnect in done:
-                    self.client_gone = True
-                    self._producer.cancel()
-                    return
-                if not self.started:
-                    self.started = True
-                    await self._send(
-                        {"type": "http.response.start", "status": 200, "headers": _HEADERS}
-                    )
+        while not stop.is_set():  # the producer may have finished since the timer fired
+            if not self.started:
+                self.started = True
                 await self._send(
-                    {"type": "http.response.body", "body": KEEPALIVE, "more_body": True}
+                    {"type": "http.response.start", "status": 200, "headers": _HEADERS}
                 )
-                wait = self._interval
-        finally:
-            for waiter in (disconnect, stopping):
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
-
-    async def _wait_for_disconnect(self) -> Message:
-        # The body has been read: the next message is the disconnect, whenever it comes.
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                return message
+            await self._send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)

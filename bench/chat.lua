@@ -11,7 +11,9 @@
 --   BENCH_SUFFIX  or do not end with this text (trailing whitespace ignored)    [none]
 --   BENCH_FORBID  or contain this text                                   [none]
 -- At the end it prints one line of JSON after "BENCH_RESULT ", and the first bad answer, if any,
--- after "BENCH_FIRST_BAD ".
+-- after "BENCH_FIRST_BAD ". When checking, also the good answers of each second of the clock
+-- (os.time()) after "BENCH_PER_SECOND ", as a JSON object {"<unix second>": count}: the rate
+-- after a warm-up (bench/inflight.py --warmup).
 
 local env = os.getenv
 local model = env("BENCH_MODEL") or "llama"
@@ -37,6 +39,7 @@ function init(args)
   non2xx = 0
   bad_bodies = 0
   first_bad = nil
+  good_by_second = {}
 end
 
 local function ends_with(body, tail)
@@ -62,6 +65,8 @@ if check then
     elseif not body_is_good(body) then
       bad_bodies = bad_bodies + 1
     else
+      local second = os.time()
+      good_by_second[second] = (good_by_second[second] or 0) + 1
       return
     end
     if first_bad == nil then
@@ -71,11 +76,14 @@ if check then
 end
 
 function done(summary, latency, requests)
-  local counted_non2xx, bad, sample = 0, 0, nil
+  local counted_non2xx, bad, sample, by_second = 0, 0, nil, {}
   for _, thread in ipairs(threads) do
     counted_non2xx = counted_non2xx + (thread:get("non2xx") or 0)
     bad = bad + (thread:get("bad_bodies") or 0)
     sample = sample or thread:get("first_bad")
+    for second, count in pairs(thread:get("good_by_second") or {}) do
+      by_second[second] = (by_second[second] or 0) + count
+    end
   end
   local errors = summary.errors
   io.write(string.format(
@@ -91,5 +99,12 @@ function done(summary, latency, requests)
     tostring(check)))
   if sample then
     io.write("BENCH_FIRST_BAD " .. sample .. "\n")
+  end
+  if check then
+    local parts = {}
+    for second, count in pairs(by_second) do
+      table.insert(parts, string.format('"%d": %d', second, count))
+    end
+    io.write("BENCH_PER_SECOND {" .. table.concat(parts, ", ") .. "}\n")
   end
 end

@@ -69,6 +69,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--conc", type=int, default=4096, help="requests in flight (wrk connections) [4096]")
     add("--delay-ms", type=float, default=2000.0, help="the upstream's time per answer [2000]")
     add("--duration", type=float, default=25.0, help="seconds per side [25]")
+    add(
+        "--warmup",
+        type=float,
+        default=10.0,
+        help="the steady figures count from this many seconds into each side on [10; 0: none]",
+    )
     add("--config", type=Path, default=BENCH_DIR / "proxy_config.yaml", help="the proxy's config")
     add(
         "--compare-config",
@@ -215,13 +221,17 @@ class InFlight:
             pgids=self.servers.pgids(),
             measured_root=server.pid if server else None,
             raw_path=self.args.out / "wrk" / f"{scenario.target}-c{scenario.conc}.txt",
+            warmup_s=self.args.warmup,
+            period_s=self.args.delay_ms / 1000,
         )
         if server is not None and not server.alive():
             raise SetupError(f"{server.name} died during {scenario.name}:\n{server.log_tail()}")
         self.rows.append(row)
+        steady = row.extra.get("steady_rps")
         print(
-            f"  {row.scenario:<16} c={row.conc:<5} {row.rps:>9,.1f} rps  p50 {row.p50_ms:.0f} ms"
-            f"  p99 {row.p99_ms:.0f} ms  errors {row.errors}",
+            f"  {row.scenario:<16} c={row.conc:<5} {row.rps:>9,.1f} rps"
+            + ("" if steady is None else f" (steady {steady:,.1f})")
+            + f"  p50 {row.p50_ms:.0f} ms  p99 {row.p99_ms:.0f} ms  errors {row.errors}",
             flush=True,
         )
 
@@ -236,13 +246,23 @@ class InFlight:
     def header(self) -> list[str]:
         a = self.args
         soft, hard = self.files
-        return [
+        lines = [
             f"# custom-llm-proxy in flight  {_now()}  {_machine()}",
             f"# {self.describe_layout()}",
             f"# {a.conc} in flight x {a.delay_ms:g} ms upstream (ideal {ideal_rps(a):,.0f} rps), "
             f"{a.duration:g} s per side; proxy config {a.config.name}; API key on; wrk -t1 "
             f"closed loop; open files soft limit {soft} -> {hard}",
+            "# whole run: from wrk's start, when its N connections start together and come back "
+            "in waves;"
+            if a.warmup
+            else "# whole run only (--warmup 0)",
         ]
+        if a.warmup:
+            lines.append(
+                f"# steady: from the first whole second {a.warmup:g} s in, whole upstream periods "
+                "(answers come in waves of that period) to the end"
+            )
+        return lines
 
     def meta(self) -> dict[str, object]:
         a = self.args
@@ -259,6 +279,7 @@ class InFlight:
                 "conc": a.conc,
                 "delay_ms": a.delay_ms,
                 "duration_s": a.duration,
+                "warmup_s": a.warmup,
                 "config": str(a.config),
                 "compare_config": None if a.compare_config is None else str(a.compare_config),
                 "open_files": {"soft_before": self.files[0], "soft": self.files[1]},
@@ -271,43 +292,63 @@ class InFlight:
 
 
 def add_ratios(rows: list[Row], ideal: float) -> None:
-    """Each row's `extra`: ideal_rps, pct_of_ideal; vs_direct_pct; ours: vs_compare."""
+    """Each row's `extra`: ideal_rps, pct_of_ideal; vs_direct_pct (and steady_vs_direct_pct
+    with a warm-up); ours: vs_compare (and steady_vs_compare)."""
     direct = next((row for row in rows if row.target == "direct"), None)
     compare = next((row for row in rows if row.target == "compare"), None)
     for row in rows:
         row.extra["ideal_rps"] = round(ideal, 1)
         row.extra["pct_of_ideal"] = round(100 * row.rps / ideal, 1)
-        if row.target != "direct" and direct is not None and direct.rps > 0:
-            row.extra["vs_direct_pct"] = round(100 * row.rps / direct.rps, 2)
-        if row.target == "proxy" and compare is not None and compare.rps > 0:
-            row.extra["vs_compare"] = round(row.rps / compare.rps, 2)
+        if row.target != "direct" and direct is not None:
+            _ratio(row, direct, "vs_direct_pct", 100, 2)
+        if row.target == "proxy" and compare is not None:
+            _ratio(row, compare, "vs_compare", 1, 2)
+
+
+def _ratio(row: Row, base: Row, name: str, scale: float, digits: int) -> None:
+    """row ÷ base, whole run and steady part (when both rows have one)."""
+    if base.rps > 0:
+        row.extra[name] = round(scale * row.rps / base.rps, digits)
+    steady, base_steady = row.extra.get("steady_rps"), base.extra.get("steady_rps")
+    if steady is not None and base_steady:
+        row.extra[f"steady_{name}"] = round(scale * steady / base_steady, digits)
 
 
 _COLUMNS = (
     ("row", "<32"),
-    ("rps", ">7"),
     ("vs direct", ">9"),
+    ("steady vs direct", ">16"),
     ("vs compare", ">10"),
+    ("steady vs compare", ">17"),
+    ("rps", ">7"),
+    ("steady rps", ">10"),
     ("p50 ms", ">8"),
     ("p99 ms", ">8"),
     ("errors", ">6"),
     ("cpu ms/req", ">10"),
+    ("steady cpu ms/req", ">17"),
 )
 
 
 def _cells(row: Row, labels: dict[str, str]) -> list[str]:
-    vs_direct = row.extra.get("vs_direct_pct")
-    vs_compare = row.extra.get("vs_compare")
-    cpu = row.proxy_cpu_ms_per_request
+    extra = row.extra
+
+    def shown(value: float | None, fmt: str, unit: str = "") -> str:
+        return "–" if value is None else f"{value:{fmt}}{unit}"
+
     return [
         f"{labels.get(row.target, row.target)} → {row.upstream}",
+        shown(extra.get("vs_direct_pct"), ".1f", " %"),
+        shown(extra.get("steady_vs_direct_pct"), ".1f", " %"),
+        shown(extra.get("vs_compare"), ".2f", "×"),
+        shown(extra.get("steady_vs_compare"), ".2f", "×"),
         f"{row.rps:,.0f}",
-        "–" if vs_direct is None else f"{vs_direct:.1f} %",
-        "–" if vs_compare is None else f"{vs_compare:.2f}×",
+        shown(extra.get("steady_rps"), ",.0f"),
         f"{row.p50_ms:,.0f}",
         f"{row.p99_ms:,.0f}",
         str(row.errors),
-        "–" if cpu is None else f"{cpu:.3f}",
+        shown(row.proxy_cpu_ms_per_request, ".3f"),
+        shown(extra.get("steady_cpu_ms_per_request"), ".3f"),
     ]
 
 
@@ -321,6 +362,9 @@ def _notes(row: Row) -> str:
         notes.append(f"proxy {row.proxy_cpu_pct:.0f} % CPU")
     if row.noise_pct >= NOISY_PCT:
         notes.append(f"NOISY: {row.noise_pct:.0f} % CPU used by others")
+    steady_noise = row.extra.get("steady_noise_pct")
+    if steady_noise is not None and steady_noise >= NOISY_PCT:
+        notes.append(f"steady part NOISY: {steady_noise:.0f} %")
     return ", ".join(notes)
 
 
@@ -339,6 +383,8 @@ def render_table(header: list[str], rows: list[Row], proxies: list[report.ProxyR
         )
     lines += [
         "vs direct = rps ÷ the direct row's, same run; vs compare = ours ÷ the compared config's;",
+        "steady = the same over the steady window (whole upstream periods after the warm-up,",
+        "from wrk's per-second counts of good answers); the whole run's figures come first;",
         "rps = 2xx answers a second with a right body (every body checked); errors = non-2xx +",
         "wrong bodies + socket errors/timeouts; cpu ms/req = the proxy's process tree per answer.",
     ]

@@ -10,9 +10,11 @@ this harness did not start (another job on a shared machine), so such rows can b
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,12 +138,28 @@ def run_row(
     pgids: list[int],
     measured_root: int | None,
     raw_path: Path,
+    warmup_s: float = 0.0,
+    period_s: float = 1.0,
 ) -> Row:
-    """Run wrk for one scenario and account for the CPU it took."""
+    """Run wrk for one scenario and account for the CPU it took.
+
+    With `warmup_s`, the row's `extra` also holds the figures of its steady part (`steady_window`)
+    from the first whole second of the clock `warmup_s` after wrk started, for as many whole
+    `period_s` (rounded to whole seconds) as fit before its end: the good answers a second
+    (`steady_rps`, from the script's per-second counts) and the measured tree's CPU per answer
+    (`steady_cpu_ms_per_request`). With a closed loop on an upstream of fixed latency, answers
+    come in waves of that period: a window of whole periods counts whole waves."""
     measured = procs.tree_pids(measured_root) if measured_root else []
     before = _Snapshot.take(layout, pgids, measured)
-    result, first_bad = _wrk(scenario, duration_s, layout, raw_path)
+    window = _steady_window(time.time(), duration_s, warmup_s, period_s)
+    marks: list[_Snapshot] = []
+
+    def mark() -> None:
+        marks.append(_Snapshot.take(layout, pgids, measured))
+
+    run = _wrk(scenario, duration_s, layout, raw_path, window, mark)
     after = _Snapshot.take(layout, pgids, measured)
+    result = run.result
     seconds = result["duration_s"] or duration_s
     requests = int(result["requests"])
     good = requests - int(result["non2xx"]) - int(result["bad_bodies"])
@@ -165,45 +183,103 @@ def run_row(
         errors=requests - good + int(result["socket_errors"]),
         cpu_busy_pct=busy_pct(before, after),
         noise_pct=round(foreign_cpu_pct(before, after, seconds), 1),
-        first_bad=first_bad,
+        first_bad=run.first_bad,
     )
     if measured:
         spent = after.measured - before.measured
         row.proxy_cpu_pct = round(100 * spent / seconds, 1)
         if requests:
             row.proxy_cpu_ms_per_request = round(1000 * spent / requests, 4)
+    if window is not None and len(marks) == 2 and run.good_by_second is not None:
+        _add_steady(row, window, run.good_by_second, marks, measured=bool(measured))
     return row
 
 
+def _steady_window(
+    now: float, duration_s: float, warmup_s: float, period_s: float
+) -> tuple[int, int] | None:
+    """[start, end) in whole seconds of the clock, or None when no whole period fits."""
+    if warmup_s <= 0:
+        return None
+    start = math.ceil(now + warmup_s)
+    step = max(1, round(period_s))
+    periods = math.floor((now + duration_s - 0.5 - start) / step)  # 0.5 s: wrk's own start
+    return (start, start + periods * step) if periods > 0 else None
+
+
+def _add_steady(
+    row: Row,
+    window: tuple[int, int],
+    good_by_second: dict[int, int],
+    marks: list[_Snapshot],
+    *,
+    measured: bool,
+) -> None:
+    start, end = window
+    seconds = end - start
+    answers = sum(n for second, n in good_by_second.items() if start <= second < end)
+    row.extra["steady_from_s"] = float(start)
+    row.extra["steady_s"] = float(seconds)
+    row.extra["steady_rps"] = round(answers / seconds, 1)
+    row.extra["steady_noise_pct"] = round(foreign_cpu_pct(marks[0], marks[1], seconds), 1)
+    if measured and answers:
+        spent = marks[1].measured - marks[0].measured
+        row.extra["steady_cpu_ms_per_request"] = round(1000 * spent / answers, 4)
+
+
+@dataclass
+class _WrkRun:
+    result: dict[str, float]
+    first_bad: str | None
+    good_by_second: dict[int, int] | None  # the script's per-second counts, when it checked
+
+
 def _wrk(
-    scenario: Scenario, duration_s: float, layout: Layout, raw_path: Path
-) -> tuple[dict[str, float], str | None]:
+    scenario: Scenario,
+    duration_s: float,
+    layout: Layout,
+    raw_path: Path,
+    window: tuple[int, int] | None,
+    mark: Callable[[], None],
+) -> _WrkRun:
+    """wrk's figures; calls `mark()` at the start and at the end of `window` (clock seconds)."""
     argv = [
         *("taskset", "-c", procs.cpu_list(layout.load_cpus)),
         *("wrk", "-t1", f"-c{scenario.conc}", f"-d{duration_s:g}s", "--latency"),
         *("--timeout", WRK_TIMEOUT, "-s", str(BENCH_DIR / "chat.lua"), scenario.url),
     ]
-    completed = subprocess.run(
+    with subprocess.Popen(
         argv,
         env={**os.environ, **scenario.lua_env()},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=duration_s + 60,
-        check=False,
-    )
-    raw_path.write_text(f"$ {' '.join(argv)}\n{completed.stdout}{completed.stderr}")
-    result = first_bad = None
-    for line in completed.stdout.splitlines():
+    ) as wrk:
+        for at in window or ():
+            time.sleep(max(0.0, at - time.time()))  # wrk prints only at its end: no pipe fills
+            if wrk.poll() is None:
+                mark()
+        try:
+            stdout, stderr = wrk.communicate(timeout=duration_s + 60)
+        except subprocess.TimeoutExpired:
+            wrk.kill()
+            stdout, stderr = wrk.communicate()
+    raw_path.write_text(f"$ {' '.join(argv)}\n{stdout}{stderr}")
+    result = first_bad = by_second = None
+    for line in stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             result = json.loads(line.removeprefix("BENCH_RESULT "))
         elif line.startswith("BENCH_FIRST_BAD "):
             first_bad = line.removeprefix("BENCH_FIRST_BAD ")
-    if completed.returncode != 0 or result is None:
+        elif line.startswith("BENCH_PER_SECOND "):
+            counts = json.loads(line.removeprefix("BENCH_PER_SECOND "))
+            by_second = {int(second): int(n) for second, n in counts.items()}
+    if wrk.returncode != 0 or result is None:
         raise procs.SetupError(
-            f"wrk failed for {scenario.name} c={scenario.conc} (exit {completed.returncode}); "
-            f"see {raw_path}:\n{completed.stderr[-2000:]}"
+            f"wrk failed for {scenario.name} c={scenario.conc} (exit {wrk.returncode}); "
+            f"see {raw_path}:\n{stderr[-2000:]}"
         )
-    return result, first_bad
+    return _WrkRun(result, first_bad, by_second)
 
 
 def wait_quiet(layout: Layout, pgids: list[int], max_wait_s: float) -> float:

@@ -13,6 +13,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from app.auth import ApiKey, presented_key
+from app.disconnect import client_connection
 from app.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
 from app.limits import Grant
 from app.routing import ModelRoute
@@ -194,6 +195,7 @@ async def serve_job(
         job,
         request_id=request.scope["request_id"],
         receive=request.receive,
+        connection=client_connection(request.scope),
         client=client,
         id_prefix=id_prefix,
         build_answer=build_answer,

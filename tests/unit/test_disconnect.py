@@ -1,4 +1,5 @@
-"""DisconnectWatch: the work is cancelled when its client leaves, and fast work costs no task."""
+"""DisconnectWatch: the work is cancelled when its client leaves, and fast work costs no task;
+on a ClientConnection (the server protocol's), no work costs a task or a timer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from starlette.types import Message
 
 from app.coarse_timers import coarse_timers
-from app.disconnect import DisconnectWatch
+from app.disconnect import ClientConnection, DisconnectWatch
 from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(10)
@@ -109,3 +110,65 @@ async def test_a_watch_that_watched_is_freed_without_the_garbage_collector() -> 
         await until(lambda: freed() is None)  # by reference counting, once the watcher ended
     finally:
         gc.enable()
+
+
+async def test_a_watch_on_a_connection_costs_no_task_and_no_timer() -> None:
+    client, connection = Client(), ClientConnection()
+    tasks = len(asyncio.all_tasks())
+    for _ in range(100):
+        with DisconnectWatch(client.receive, connection, after=0) as watch:
+            assert len(connection) == 1
+            assert waiting_watches() == 0
+            await asyncio.sleep(0)
+            assert len(asyncio.all_tasks()) == tasks  # and none to come: no timer is armed
+        assert not watch.client_gone
+    assert client.calls == 0
+    assert len(connection) == 0
+
+
+async def test_work_is_cancelled_when_its_connection_is_lost() -> None:
+    client, connection, other = Client(), ClientConnection(), ClientConnection()
+    work_started = asyncio.Event()
+
+    async def request(on: ClientConnection) -> str:
+        with DisconnectWatch(client.receive, on, after=60) as watch:
+            try:
+                work_started.set()
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                return "cancelled, client gone" if watch.client_gone else "cancelled"
+        return "finished"
+
+    task, bystander = asyncio.create_task(request(connection)), asyncio.create_task(request(other))
+    await work_started.wait()
+    await until(lambda: len(connection) == len(other) == 1)
+    connection.connection_lost()
+    assert await task == "cancelled, client gone"
+    assert client.calls == 0 and connection.lost and len(connection) == 0
+    assert not bystander.done()  # another connection's request goes on
+    bystander.cancel()
+    assert await bystander == "cancelled"
+
+
+async def test_work_that_begins_after_its_connection_was_lost_is_cancelled() -> None:
+    client, connection = Client(), ClientConnection()
+    connection.connection_lost()
+    with (
+        DisconnectWatch(client.receive, connection) as watch,
+        pytest.raises(asyncio.CancelledError),
+    ):
+        await asyncio.sleep(60)
+    assert watch.client_gone
+    task = asyncio.current_task()
+    assert task is not None and task.uncancel() == 0  # as serving does, having caught it
+    assert client.calls == 0
+
+
+async def test_work_that_ends_before_its_lost_connection_is_noticed_is_not_cancelled() -> None:
+    client, connection = Client(), ClientConnection()
+    connection.connection_lost()
+    with DisconnectWatch(client.receive, connection) as watch:
+        assert waiting_watches() == 1  # the notice, due at the next wait
+    # No wait inside: the notice is taken back on the way out, so no later wait is cancelled.
+    assert waiting_watches() == 0
+    assert not watch.client_gone

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.disconnect import WATCH_AFTER_SECONDS
+from app.disconnect import CONNECTION, WATCH_AFTER_SECONDS, ClientConnection
 from app.errors import UpstreamBadResponse
 from app.sse_response import KeepAliveSSE
 from app.streaming import DONE, KEEPALIVE
@@ -190,3 +190,37 @@ async def test_an_answer_that_comes_while_the_client_is_watched_is_one_write() -
     assert channel.body == BODY
     assert channel.headers[b"content-length"] == str(len(BODY)).encode()
     assert len(channel.sent) == 2
+
+
+async def test_a_stream_on_a_told_connection_is_cancelled_when_it_is_lost() -> None:
+    # The proxy's protocol tells the connection's loss (app.disconnect): receive() is never
+    # waited on, and the upstream call is cancelled at once, long before WATCH_AFTER_SECONDS.
+    channel, connection = Channel(), ClientConnection()
+    receives = 0
+    working, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal receives
+        receives += 1
+        return await channel.receive()
+
+    async def produce() -> bytes:
+        working.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return BODY
+
+    record = new_record()
+    scope = {"type": "http", "record": record, CONNECTION: connection}
+    answer = KeepAliveSSE(produce, interval=10, request_id="r8")
+    served = asyncio.create_task(answer(scope, receive, channel.send))
+    await working.wait()
+    assert len(connection) == 1
+    connection.connection_lost()
+    await served
+    assert cancelled.is_set()
+    assert record.status == 499
+    assert channel.sent == [] and receives == 0
