@@ -19,7 +19,7 @@ from typing import Any
 
 from app.errors import InvalidRequest
 from app.generation import Ask, check_client_schema
-from app.output.spec import OutputSpec, ToolChoice
+from app.output.spec import PLAIN, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.schemas.openai import ChatCompletionRequest, ChatMessage, ChatTool, NamedToolChoice
 from app.translate import chat_max_tokens, message_text, stop_sequences
@@ -40,7 +40,7 @@ def to_ask(chat: ChatCompletionRequest) -> Ask:
     param = "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens"
     return Ask(
         turns=to_turns(chat.messages),
-        spec=to_output_spec(chat) if needs_agent_path(chat) else OutputSpec(),
+        spec=to_output_spec(chat) if needs_agent_path(chat) else PLAIN,
         max_tokens=chat_max_tokens(chat),
         max_tokens_param=param,
         temperature=chat.temperature,

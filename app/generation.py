@@ -13,13 +13,13 @@ path: string messages through the template, the output as text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
 from app.output.json_answer import BadSchema, check_schema
-from app.output.spec import OutputSpec
+from app.output.spec import PLAIN, OutputSpec
 from app.prompts import PromptRenderError, Turn
 from app.routing import ModelRoute
 from app.serving import Generation
@@ -32,7 +32,7 @@ class Ask:
     """What the client asked for, in no API's terms."""
 
     turns: list[dict[str, Any]]
-    spec: OutputSpec = field(default_factory=OutputSpec)
+    spec: OutputSpec = PLAIN
     max_tokens: int | None = None
     max_tokens_param: str = "max_tokens"  # the client's name for it, for a 400
     temperature: float | None = None
@@ -47,7 +47,7 @@ class Ask:
         """No tools, no JSON answer and no tool turns (the model may still reason)."""
         if self.spec.tools or self.spec.json != "text":
             return False
-        return not any(turn["role"] == "tool" or turn.get("tool_calls") for turn in self.turns)
+        return not any("tool_calls" in turn or turn["role"] == "tool" for turn in self.turns)
 
 
 def check_client_schema(schema: dict[str, Any], param: str) -> None:
@@ -64,7 +64,10 @@ def plan_generation(ask: Ask, route: ModelRoute) -> Generation:
     config = route.config
     check_max_tokens(ask.max_tokens, config.max_tokens_cap, ask.max_tokens_param)
     if ask.plain and config.reasoning == "none":
-        prompt = _rendered(ask, lambda: route.template.render(ask.turns))
+        try:
+            prompt = route.template.render(ask.turns)
+        except PromptRenderError as exc:
+            raise _unrenderable(ask, exc) from exc
         return _generation(ask, route, prompt)
     if ask.spec.tools and config.tools_syntax == "none":
         raise UnsupportedParameter(
@@ -72,9 +75,10 @@ def plan_generation(ask: Ask, route: ModelRoute) -> Generation:
             param="tools",
         )
     spec = replace(ask.spec, tool_format=config.tools_syntax, reasoning=config.reasoning)
-    prompt, prefill = _rendered(
-        ask, lambda: render_generation_prompt(route.template, ask.turns, spec)
-    )
+    try:
+        prompt, prefill = render_generation_prompt(route.template, ask.turns, spec)
+    except PromptRenderError as exc:
+        raise _unrenderable(ask, exc) from exc
     job = _generation(ask, route, prompt)
     if not spec.plain:
         job.output = spec
@@ -83,13 +87,8 @@ def plan_generation(ask: Ask, route: ModelRoute) -> Generation:
     return job
 
 
-def _rendered(ask: Ask, render: Any) -> Any:
-    try:
-        return render()
-    except PromptRenderError as exc:
-        raise InvalidRequest(
-            f"The messages cannot be rendered: {exc}", param=ask.messages_param
-        ) from exc
+def _unrenderable(ask: Ask, exc: PromptRenderError) -> InvalidRequest:
+    return InvalidRequest(f"The messages cannot be rendered: {exc}", param=ask.messages_param)
 
 
 def _generation(ask: Ask, route: ModelRoute, prompt: str) -> Generation:

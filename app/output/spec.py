@@ -46,3 +46,7 @@ class OutputSpec:
     def plain(self) -> bool:
         """Nothing to add to the prompt and nothing to read but the text (the fast path)."""
         return not self.offers_tools and self.json == "text" and self.reasoning == "none"
+
+
+# What a request that asks nothing of the output asks: one shared instance (it is immutable).
+PLAIN = OutputSpec()
