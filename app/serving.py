@@ -69,7 +69,7 @@ class Generation:
     client_key: str | None = None  # the client's key, for models that forward it upstream
     # Tools, JSON or reasoning asked for (None: plain text). The prompts end with `prefill`, the
     # start of the answer the proxy wrote for the model; `reask` makes the prompt that shows
-    # the model its answer and what was wrong with it (app.agent_turns).
+    # the model its answer and what was wrong with it (app.generation).
     output: OutputSpec | None = None
     prefill: str = ""
     reask: Callable[[str, list[str]], str] | None = None
