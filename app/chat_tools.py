@@ -18,13 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.errors import InvalidRequest
-from app.generation import Ask, check_client_schema
+from app.generation import Ask, check_client_schema, named_tool, offered_tool
 from app.output.spec import PLAIN, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.schemas.openai import ChatCompletionRequest, ChatMessage, ChatTool, NamedToolChoice
 from app.translate import chat_max_tokens, message_text, stop_sequences
-
-_EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 def needs_agent_path(chat: ChatCompletionRequest) -> bool:
@@ -70,27 +68,18 @@ def to_output_spec(chat: ChatCompletionRequest) -> OutputSpec:
 
 
 def _tool_specs(tools: Sequence[ChatTool]) -> tuple[ToolSpec, ...]:
-    specs: list[ToolSpec] = []
     seen: set[str] = set()
-    for index, tool in enumerate(tools):
-        function = tool.function
-        if function.name in seen:
-            raise InvalidRequest(
-                f"Duplicate tool name '{function.name}': each tool needs its own name.",
-                param=f"tools[{index}].function.name",
-            )
-        seen.add(function.name)
-        parameters = function.parameters or _EMPTY_PARAMETERS
-        check_client_schema(parameters, f"tools[{index}].function.parameters")
-        specs.append(
-            ToolSpec(
-                name=function.name,
-                description=function.description or "",
-                parameters=parameters,
-                strict=bool(function.strict),
-            )
+    return tuple(
+        offered_tool(
+            tool.function.name,
+            tool.function.description,
+            tool.function.parameters,
+            strict=bool(tool.function.strict),
+            seen=seen,
+            where=f"tools[{index}].function",
         )
-    return tuple(specs)
+        for index, tool in enumerate(tools)
+    )
 
 
 def _tool_choice(
@@ -104,15 +93,7 @@ def _tool_choice(
                 "'tool_choice' is 'required' but no 'tools' were given.", param="tool_choice"
             )
         return choice, None  # type: ignore[return-value]  # the schema's Literal
-    name = choice.function.name
-    if not any(tool.name == name for tool in tools):
-        offered = ", ".join(tool.name for tool in tools) or "none"
-        raise InvalidRequest(
-            f"'tool_choice' names function '{name}', which is not among the tools "
-            f"(offered: {offered}).",
-            param="tool_choice",
-        )
-    return "function", name
+    return "function", named_tool(choice.function.name, tools, "tool_choice")
 
 
 def _json_format(

@@ -20,6 +20,7 @@ from typing import Any
 from app.errors import InvalidRequest, UnsupportedParameter
 from app.output.json_answer import BadSchema, check_schema
 from app.output.spec import PLAIN, OutputSpec
+from app.output.types import ToolSpec
 from app.prompts import PromptRenderError, Turn
 from app.routing import ModelRoute
 from app.serving import Generation
@@ -57,6 +58,44 @@ def check_client_schema(schema: dict[str, Any], param: str) -> None:
         check_schema(schema)
     except BadSchema as exc:
         raise InvalidRequest(f"Invalid JSON schema in '{param}': {exc}", param=param) from None
+
+
+_NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def offered_tool(
+    name: str,
+    description: str | None,
+    parameters: dict[str, Any] | None,
+    *,
+    strict: bool = False,
+    seen: set[str],
+    where: str,
+    schema_field: str = "parameters",
+) -> ToolSpec:
+    """A function tool a client offers, checked as every front door checks it: a name not
+    offered twice (`seen` collects them) and a valid parameter schema. `where` is the tool's
+    param path (`tools[2]`); `schema_field` its schema's field in the client's API."""
+    if name in seen:
+        raise InvalidRequest(
+            f"Duplicate tool name '{name}': each tool needs its own name.", param=f"{where}.name"
+        )
+    seen.add(name)
+    schema = parameters or _NO_PARAMETERS
+    check_client_schema(schema, f"{where}.{schema_field}")
+    return ToolSpec(name=name, description=description or "", parameters=schema, strict=strict)
+
+
+def named_tool(name: str, tools: Sequence[ToolSpec], param: str) -> str:
+    """The name a `tool_choice` names, when it is among the offered tools; a 400 if not."""
+    if not any(tool.name == name for tool in tools):
+        offered = ", ".join(tool.name for tool in tools) or "none"
+        raise InvalidRequest(
+            f"'tool_choice' names function '{name}', which is not among the tools "
+            f"(offered: {offered}).",
+            param=param,
+        )
+    return name
 
 
 def plan_generation(ask: Ask, route: ModelRoute) -> Generation:

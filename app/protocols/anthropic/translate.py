@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.generation import Ask, check_client_schema
+from app.generation import Ask, check_client_schema, offered_tool
 from app.output.spec import OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.anthropic.schemas import (
@@ -33,7 +33,6 @@ from app.protocols.anthropic.schemas import (
 ERROR_PREFIX = "Error: "  # how a tool_result with is_error reads to the model
 _DROPPED = frozenset({"thinking", "redacted_thinking"})
 _MEDIA = frozenset({"image", "document"})
-_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 def to_ask(request: MessagesRequest | CountTokensRequest) -> Ask:
@@ -95,23 +94,19 @@ def _tool_specs(tools: Sequence[Tool]) -> tuple[ToolSpec, ...]:
     for index, tool in enumerate(tools):
         if not _is_custom(tool):
             continue
-        if tool.name in seen:
-            raise InvalidRequest(
-                f"Duplicate tool name '{tool.name}': each tool needs its own name.",
-                param=f"tools[{index}].name",
-            )
-        seen.add(tool.name)
         if tool.input_schema is None:
             raise InvalidRequest(
                 f"Missing required parameter: 'tools[{index}].input_schema'.",
                 param=f"tools[{index}].input_schema",
             )
-        check_client_schema(tool.input_schema, f"tools[{index}].input_schema")
         specs.append(
-            ToolSpec(
-                name=tool.name,
-                description=tool.description or "",
-                parameters=tool.input_schema or _EMPTY_SCHEMA,
+            offered_tool(
+                tool.name,
+                tool.description,
+                tool.input_schema,
+                seen=seen,
+                where=f"tools[{index}]",
+                schema_field="input_schema",
             )
         )
     return tuple(specs)

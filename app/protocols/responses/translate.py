@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.generation import Ask, check_client_schema
+from app.generation import Ask, check_client_schema, named_tool, offered_tool
 from app.output.spec import JsonMode, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.responses.schemas import (
@@ -246,20 +246,14 @@ def _tool_specs(tools: Sequence[ResponseTool]) -> tuple[ToolSpec, ...]:
                 f"'tools[{index}].name' {problem}: 1-64 letters, digits, '_', '.', ':' or '-'.",
                 param=f"tools[{index}].name",
             )
-        if tool.name in seen:
-            raise InvalidRequest(
-                f"Duplicate tool name '{tool.name}': each tool needs its own name.",
-                param=f"tools[{index}].name",
-            )
-        seen.add(tool.name)
-        parameters = tool.parameters or _EMPTY_PARAMETERS
-        check_client_schema(parameters, f"tools[{index}].parameters")
         specs.append(
-            ToolSpec(
-                name=tool.name,
-                description=tool.description or "",
-                parameters=parameters,
+            offered_tool(
+                tool.name,
+                tool.description,
+                tool.parameters,
                 strict=bool(tool.strict),
+                seen=seen,
+                where=f"tools[{index}]",
             )
         )
     return tuple(specs)
@@ -287,14 +281,7 @@ def _tool_choice(
         raise InvalidRequest(
             "Missing required parameter: 'tool_choice.name'.", param="tool_choice.name"
         )
-    if not any(tool.name == choice.name for tool in tools):
-        offered = ", ".join(tool.name for tool in tools) or "none"
-        raise InvalidRequest(
-            f"'tool_choice' names function '{choice.name}', which is not among the tools "
-            f"(offered: {offered}).",
-            param="tool_choice.name",
-        )
-    return "function", choice.name
+    return "function", named_tool(choice.name, tools, "tool_choice.name")
 
 
 def _json_format(
