@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.errors import InvalidRequest
-from app.generation import Ask, check_client_schema, named_tool, offered_tool
-from app.output.spec import PLAIN, OutputSpec, ToolChoice
+from app.generation import Ask, answer_format, named_tool, offered_tool
+from app.output.spec import PLAIN, JsonMode, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.schemas.openai import ChatCompletionRequest, ChatMessage, ChatTool, NamedToolChoice
 from app.translate import chat_max_tokens, message_text, stop_sequences
@@ -98,21 +98,23 @@ def _tool_choice(
 
 def _json_format(
     chat: ChatCompletionRequest,
-) -> tuple[Any, dict[str, Any] | None, str | None, bool]:
+) -> tuple[JsonMode, dict[str, Any] | None, str | None, bool]:
     response_format = chat.response_format
-    if response_format is None or response_format.type == "text":
+    if response_format is None:
         return "text", None, None, False
-    if response_format.type == "json_object":
-        return "json_object", None, None, False
     spec = response_format.json_schema
-    if spec is None:
+    if response_format.type == "json_schema" and spec is None:
         raise InvalidRequest(
             "'response_format' of type 'json_schema' needs a 'json_schema' object.",
             param="response_format.json_schema",
         )
-    schema = spec.schema_ or {"type": "object"}
-    check_client_schema(schema, "response_format.json_schema.schema")
-    return "json_schema", schema, spec.name, bool(spec.strict)
+    return answer_format(
+        response_format.type,
+        spec.schema_ if spec else None,
+        spec.name if spec else None,
+        spec.strict if spec else None,
+        "response_format.json_schema.schema",
+    )
 
 
 def to_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:

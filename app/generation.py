@@ -19,7 +19,7 @@ from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
 from app.output.json_answer import BadSchema, check_schema
-from app.output.spec import PLAIN, OutputSpec
+from app.output.spec import PLAIN, JsonMode, OutputSpec
 from app.output.types import ToolSpec
 from app.prompts import PromptRenderError, Turn
 from app.routing import ModelRoute
@@ -96,6 +96,21 @@ def named_tool(name: str, tools: Sequence[ToolSpec], param: str) -> str:
             param=param,
         )
     return name
+
+
+def answer_format(
+    kind: str, schema: dict[str, Any] | None, name: str | None, strict: bool | None, param: str
+) -> tuple[JsonMode, dict[str, Any] | None, str | None, bool]:
+    """A client's answer format (text, json_object, json_schema) as OutputSpec's json, schema,
+    schema_name and strict; a json_schema without a schema means any object. `param` names the
+    schema's field for a 400 when it is not a valid schema."""
+    if kind == "json_object":
+        return "json_object", None, None, False
+    if kind != "json_schema":
+        return "text", None, None, False
+    checked = schema or {"type": "object"}
+    check_client_schema(checked, param)
+    return "json_schema", checked, name, bool(strict)
 
 
 def plan_generation(ask: Ask, route: ModelRoute) -> Generation:

@@ -20,7 +20,7 @@ from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
 from app.generation import Ask, check_client_schema, offered_tool
-from app.output.spec import OutputSpec, ToolChoice
+from app.output.spec import PLAIN, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.anthropic.schemas import (
     Block,
@@ -66,7 +66,7 @@ def to_output_spec(request: MessagesRequest | CountTokensRequest) -> OutputSpec:
     output_format = request.output_config.format if request.output_config else None
     if output_format is None:
         if not tools:
-            return OutputSpec()
+            return PLAIN
         return OutputSpec(
             tools=tools, tool_choice=choice, tool_name=name, parallel_tool_calls=parallel
         )

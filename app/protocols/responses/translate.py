@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.generation import Ask, check_client_schema, named_tool, offered_tool
+from app.generation import Ask, answer_format, named_tool, offered_tool
 from app.output.spec import JsonMode, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.responses.schemas import (
@@ -288,13 +288,9 @@ def _json_format(
     request: CreateResponse,
 ) -> tuple[JsonMode, dict[str, Any] | None, str | None, bool]:
     form = request.text.format if request.text is not None else None
-    if form is None or form.type == "text":
+    if form is None:
         return "text", None, None, False
-    if form.type == "json_object":
-        return "json_object", None, None, False
-    schema = form.schema_ or {"type": "object"}
-    check_client_schema(schema, "text.format.schema")
-    return "json_schema", schema, form.name, bool(form.strict)
+    return answer_format(form.type, form.schema_, form.name, form.strict, "text.format.schema")
 
 
 def turns_to_store(
