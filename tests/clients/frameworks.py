@@ -15,9 +15,11 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
+
+from tests.clients.trip import Trip
 
 MODEL = "agent"
 CITY = "Paris"
@@ -26,20 +28,6 @@ QUESTION = f"What is the weather in {CITY} today?"
 PARALLEL_QUESTION = f"Use get_weather and get_local_time: what is it like in {CITY} now?"
 TRIP_REQUEST = "Plan a trip for Ada through Lyon by train."
 CLIENTS_DIR = Path(__file__).parent
-
-
-class City(BaseModel):
-    name: str = Field(description="the city's name")
-    country: str
-
-
-class Trip(BaseModel):
-    """A trip plan: who travels, for how long, where and how."""
-
-    traveller: str = Field(description="the traveller's name")
-    days: int
-    cities: list[City]
-    mode: Literal["train", "plane", "car"]
 
 
 class WeatherReport(BaseModel):

@@ -1,32 +1,17 @@
 """instructor in its default mode against AGENT_BASE_URL: prints the extracted model as JSON.
 
 Runs in its own virtualenv (instructor pins an older `openai` than the project's), so it imports
-nothing from the project. The model mirrors tests/clients/frameworks.py's Trip.
+nothing from the project but `trip.py` beside it (plain pydantic), the model every case asks for.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Literal
 
 import instructor
 from openai import OpenAI
-from pydantic import BaseModel, Field
-
-
-class City(BaseModel):
-    name: str = Field(description="the city's name")
-    country: str
-
-
-class Trip(BaseModel):
-    """A trip plan: who travels, for how long, where and how."""
-
-    traveller: str = Field(description="the traveller's name")
-    days: int
-    cities: list[City]
-    mode: Literal["train", "plane", "car"]
+from trip import Trip  # beside this script (its folder is first on sys.path)
 
 
 def main() -> None:
