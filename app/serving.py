@@ -5,7 +5,11 @@ already raised by the time `serve_generation` runs. The dispatcher retries acros
 deployments; when they all failed, the model's `fallbacks` are tried in order, each with the
 request rebuilt for its own template and defaults. Streams are answered by `KeepAliveSSE`:
 an upstream failure before the first keep-alive is a real HTTP error, a later one travels
-in-band as `data: {"error": …}`. A client that leaves cancels the work, streamed or not.
+in-band. A client that leaves cancels the work, streamed or not.
+
+Each front door (OpenAI chat and completions, Responses, Anthropic Messages) answers the same
+`Finished` generation its own way: a `Door` builds its JSON answer and frames its stream.
+`OpenAIDoor` is chat's and completions'.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.responses import Response
 from starlette.types import Receive
@@ -27,6 +31,7 @@ from app.errors import (
     InvalidModelOutput,
     InvalidRequest,
     Overloaded,
+    ProxyError,
     UpstreamError,
 )
 from app.handlers import json_response
@@ -37,9 +42,9 @@ from app.output.spec import OutputSpec
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling
 from app.schemas.openai import SamplingFields
-from app.sse_response import KeepAliveSSE
+from app.sse_response import DATA_FRAMING, Framing, KeepAliveSSE
 from app.state import ProxyState
-from app.streaming import sse_body
+from app.streaming import KEEPALIVE, sse_body
 from app.telemetry import RequestRecord
 from app.tokens import LARGE_TEXT
 from app.translate import AnswerHead, Choice, finish_choice, usage
@@ -81,9 +86,72 @@ class Finished:
     usage: dict[str, int]
 
 
-Answer = Response | KeepAliveSSE | WithHeaders
+Answer = Response | KeepAliveSSE[Any] | WithHeaders
 BuildAnswer = Callable[[AnswerHead, Sequence[Choice], dict[str, int]], dict[str, Any]]
 BuildChunks = Callable[[AnswerHead, Sequence[Choice], dict[str, int] | None], list[dict[str, Any]]]
+
+
+class Door(Framing[Finished], Protocol):
+    """How one client API answers a finished generation: its JSON answer, or its stream
+    (framed as app.sse_response.Framing says)."""
+
+    @property
+    def keep(self) -> Callable[[Finished], Awaitable[None]] | None:
+        """Awaited once the generation finished, before anything of the answer is built (the
+        Responses API stores its response); None for a door that keeps nothing."""
+
+    def answer(self, finished: Finished) -> dict[str, Any]:
+        """The JSON answer (non-streamed)."""
+
+
+class OpenAIDoor:
+    """Chat's and legacy completions' answers: `build_answer`'s object, or `build_chunks`'
+    chunks as `data:` events with `[DONE]` (the usage chunk when the client asked for it)."""
+
+    __slots__ = ("head", "build_answer", "build_chunks", "include_usage")
+    opening = b""
+    keepalive = KEEPALIVE
+    keep = None
+
+    def __init__(
+        self,
+        head: AnswerHead,
+        build_answer: BuildAnswer,
+        build_chunks: BuildChunks,
+        include_usage: bool,
+    ) -> None:
+        self.head = head
+        self.build_answer = build_answer
+        self.build_chunks = build_chunks
+        self.include_usage = include_usage
+
+    def answer(self, finished: Finished) -> dict[str, Any]:
+        return self.build_answer(self.head, finished.choices, finished.usage)
+
+    def body(self, result: Finished, opened: bool) -> bytes:  # noqa: ARG002  # opening is empty
+        usage = result.usage if self.include_usage else None
+        return sse_body(self.build_chunks(self.head, result.choices, usage))
+
+    def failure(self, error: ProxyError | None, request_id: str) -> bytes:
+        return DATA_FRAMING.failure(error, request_id)
+
+
+def openai_door(
+    state: ProxyState,
+    client: SamplingFields,
+    id_prefix: str,
+    build_answer: BuildAnswer,
+    build_chunks: BuildChunks,
+) -> OpenAIDoor:
+    """The door for one chat or completions request: a new id ("chatcmpl-…", "cmpl-…")."""
+    head = AnswerHead(
+        id=f"{id_prefix}-{state.ids.next_hex()}",
+        created=int(time.time()),
+        model=client.model,
+        fingerprint=state.fingerprint,
+    )
+    include_usage = bool(client.stream_options and client.stream_options.include_usage)
+    return OpenAIDoor(head, build_answer, build_chunks, include_usage)
 
 
 async def generate(state: ProxyState, job: Generation, request_id: str) -> Finished:
@@ -231,33 +299,27 @@ async def serve_generation(
     request_id: str,
     receive: Receive,
     connection: ClientConnection | None = None,
-    client: SamplingFields,
-    id_prefix: str,
-    build_answer: BuildAnswer,
-    build_chunks: BuildChunks,
+    stream: bool,
+    door: Door,
     grant: Grant | None = None,
     record: RequestRecord | None = None,
 ) -> Answer:
-    """The HTTP answer for a generation, as JSON or as SSE, as the client's request asks.
+    """The HTTP answer for a generation, as JSON or as a stream, built by the client API's door.
 
     A rate-limit `grant` adds its x-ratelimit-* headers and is settled with the usage. The
     request's telemetry `record` learns the model here and the rest as the work goes. The work
     is cancelled when the client leaves: `connection` tells (app.disconnect), else `receive`.
     """
     if record is not None:
-        record.bind(job.route, stream=bool(client.stream))
+        record.bind(job.route, stream=stream)
         job.record = record
-    head = AnswerHead(
-        id=f"{id_prefix}-{state.ids.next_hex()}",
-        created=int(time.time()),
-        model=client.model,
-        fingerprint=state.fingerprint,
-    )
-    include_usage = bool(client.stream_options and client.stream_options.include_usage)
-    if not client.stream:
+    keep = door.keep
+    if not stream:
         with DisconnectWatch(receive, connection) as watch:
             try:
                 finished = await _generate_settled(state, job, request_id, grant)
+                if keep is not None:
+                    await keep(finished)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if not watch.client_gone or task is None:
@@ -267,17 +329,21 @@ async def serve_generation(
                     "client closed the connection; upstream request cancelled"
                 ) from None
         headers = grant.headers if grant is not None and grant.headers else None
-        return json_response(build_answer(head, finished.choices, finished.usage), 200, headers)
+        return json_response(door.answer(finished), 200, headers)
 
-    async def produce_stream() -> bytes:
+    async def produce_stream() -> Finished:
         finished = await _generate_settled(state, job, request_id, grant)
-        usage = finished.usage if include_usage else None
-        return sse_body(build_chunks(head, finished.choices, usage))
+        if keep is not None:
+            await keep(finished)
+        return finished
 
-    stream = KeepAliveSSE(
-        produce_stream, interval=state.config.stream_keepalive_seconds, request_id=request_id
+    answer = KeepAliveSSE(
+        produce_stream,
+        interval=state.config.stream_keepalive_seconds,
+        request_id=request_id,
+        framing=door,
     )
-    return WithHeaders(stream, grant.headers) if grant is not None and grant.headers else stream
+    return WithHeaders(answer, grant.headers) if grant is not None and grant.headers else answer
 
 
 async def _generate_settled(

@@ -9,7 +9,13 @@ helper task start, which starts the stream and sends `: keep-alive` comments eve
 A client going away is watched as for any request (app.disconnect): it cancels the upstream
 call, whether or not anything was sent yet, and the request is logged and counted as 499.
 A failure before the stream started is raised, so the client gets a real HTTP error; after, it
-goes out in-band as `data: {"error": ...}` and `data: [DONE]`.
+goes out in-band, framed by the front door's `Framing`.
+
+Each front door frames its stream its own way (`Framing`): OpenAI's chat and completions send
+`: keep-alive` comments and an in-band `data: {"error": ...}` then `data: [DONE]` (`DATA_FRAMING`,
+where the producer gives the finished bytes); Anthropic's Messages opens with `message_start`
+and pings; the Responses API opens with `response.created`. `opening` goes out when the stream
+starts before the answer is known, and `body(result, opened)` then leaves out what it said.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -34,28 +41,77 @@ _HEADERS = [
 ]
 
 
-class KeepAliveSSE:
-    """Await `produce()` for the stream's bytes; keep the connection alive while it works, and
-    stop working when the client leaves."""
+Result = TypeVar("Result")
+Result_contra = TypeVar("Result_contra", contravariant=True)
+
+
+class Framing(Protocol[Result_contra]):
+    """How one client API frames a synthesised stream (see the module's docstring)."""
+
+    @property
+    def opening(self) -> bytes:
+        """Sent first when the stream starts before the answer is known (may be empty)."""
+
+    @property
+    def keepalive(self) -> bytes:
+        """Sent every interval while the answer is awaited."""
+
+    def body(self, result: Result_contra, opened: bool) -> bytes:
+        """The stream's events for a result: all of them, or (`opened`) those after `opening`."""
+
+    def failure(self, error: ProxyError | None, request_id: str) -> bytes:
+        """The in-band error once the stream has started; None: an internal error, logged."""
+
+
+class DataFraming:
+    """OpenAI's chat and completions streams: the producer gives the finished `data:` events."""
+
+    __slots__ = ()
+    opening = b""
+    keepalive = KEEPALIVE
+
+    def body(self, result: bytes, opened: bool) -> bytes:  # noqa: ARG002  # bytes either way
+        return result
+
+    def failure(self, error: ProxyError | None, request_id: str) -> bytes:
+        envelope = error.envelope() if error is not None else internal_error_envelope(request_id)
+        return error_stream(envelope)
+
+
+DATA_FRAMING = DataFraming()
+
+
+class KeepAliveSSE(Generic[Result]):
+    """Await `produce()` for the stream's result; keep the connection alive while it works, and
+    stop working when the client leaves. `framing` makes the bytes (DATA_FRAMING: the result
+    is the bytes)."""
 
     def __init__(
-        self, produce: Callable[[], Awaitable[bytes]], *, interval: float, request_id: str
+        self,
+        produce: Callable[[], Awaitable[Result]],
+        *,
+        interval: float,
+        request_id: str,
+        framing: Framing[Result] = DATA_FRAMING,  # type: ignore[assignment]
     ) -> None:
         self.produce = produce
         self.interval = interval
         self.request_id = request_id
+        self.framing = framing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
         interval = self.interval
-        keepalive = _KeepAlive(send, interval)
+        framing = self.framing
+        keepalive = _KeepAlive(send, interval, framing.opening, framing.keepalive)
         timer = coarse_timers(task.get_loop()).call_later(interval, keepalive.start)
         after = WATCH_AFTER_SECONDS if interval > WATCH_AFTER_SECONDS else interval
         failure: Exception | None = None
+        result: Result | None = None
         with DisconnectWatch(receive, client_connection(scope), after=after) as watch:
             try:
-                body = await self.produce()
+                result = await self.produce()
             except asyncio.CancelledError:
                 keepalive.cancel()
                 if not watch.client_gone:
@@ -75,19 +131,29 @@ class KeepAliveSSE:
                 timer.cancel()
         if keepalive.task is not None:  # after the watch: a client leaving now cancels nothing
             await keepalive.stop()
-        if failure is not None:
-            try:
-                if not keepalive.started:
-                    raise failure  # nothing sent yet: a real HTTP error (or the app's 500 handler)
-                body = self._in_band(failure)
-            finally:
-                failure = None  # its traceback holds this frame: no cycle through the local
+        try:
+            body = self._closing(keepalive.started, result, failure)
+        finally:
+            failure = None  # its traceback holds this frame: no cycle through the local
         if keepalive.started:
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _closing(self, opened: bool, result: Result | None, failure: Exception | None) -> bytes:
+        """What the stream ends with: the result's events, or once it has `opened`, the error
+        in-band. A failure before anything was sent is raised: a real HTTP error (or the app's
+        500 handler)."""
+        try:
+            if failure is not None:
+                raise failure
+            return self.framing.body(result, opened)  # type: ignore[arg-type]  # set: no failure
+        except Exception as exc:
+            if not opened:
+                raise
+            return self._in_band(exc)
 
     def _in_band(self, exc: Exception) -> bytes:
         """The error event for a failure after the stream started."""
@@ -97,19 +163,22 @@ class KeepAliveSSE:
                 exc.message,
                 self.request_id,
             )
-            return error_stream(exc.envelope())
+            return self.framing.failure(exc, self.request_id)
         log.error("error after the stream started (request %s)", self.request_id, exc_info=exc)
-        return error_stream(internal_error_envelope(self.request_id))
+        return self.framing.failure(None, self.request_id)
 
 
 class _KeepAlive:
-    """Once started, starts the stream and sends a keep-alive every `interval` s until stopped."""
+    """Once started, starts the stream (its headers, then `opening`) and sends `keepalive`
+    every `interval` s until stopped."""
 
-    __slots__ = ("_send", "_interval", "_stopping", "task", "started")
+    __slots__ = ("_send", "_interval", "_opening", "_keepalive", "_stopping", "task", "started")
 
-    def __init__(self, send: Send, interval: float) -> None:
+    def __init__(self, send: Send, interval: float, opening: bytes, keepalive: bytes) -> None:
         self._send = send
         self._interval = interval
+        self._opening = opening
+        self._keepalive = keepalive
         self._stopping: asyncio.Event | None = None  # made when started: most streams never are
         self.task: asyncio.Task[None] | None = None
         self.started = False  # the stream's headers went out
@@ -135,6 +204,10 @@ class _KeepAlive:
                 await self._send(
                     {"type": "http.response.start", "status": 200, "headers": _HEADERS}
                 )
-            await self._send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+                if self._opening:
+                    body = {"type": "http.response.body", "body": self._opening, "more_body": True}
+                    await self._send(body)
+            body = {"type": "http.response.body", "body": self._keepalive, "more_body": True}
+            await self._send(body)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)

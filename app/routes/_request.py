@@ -17,8 +17,7 @@ from app.disconnect import client_connection
 from app.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
 from app.limits import Grant
 from app.routing import ModelRoute
-from app.schemas.openai import SamplingFields
-from app.serving import Answer, BuildAnswer, BuildChunks, Generation, serve_generation
+from app.serving import Answer, Door, Generation, serve_generation
 from app.state import ProxyState, proxy_state
 from app.tokens import estimate_tokens
 from app.translate import check_prompt_size
@@ -179,14 +178,13 @@ async def serve_job(
     key: ApiKey | None,
     job: Generation,
     *,
-    client: SamplingFields,
     prompt_param: str,
-    id_prefix: str,
-    build_answer: BuildAnswer,
-    build_chunks: BuildChunks,
+    stream: bool,
+    door: Door,
 ) -> Answer:
     """A generation's common way out: the prompt size limit, the client's key for models that
-    forward it, the rate limits, then the answer (JSON or SSE)."""
+    forward it, the rate limits, then the answer (JSON or a stream), as the client API's `door`
+    builds it."""
     check_prompt_size(job.prompts, state.config.max_prompt_chars, prompt_param)
     keep_client_key(request, job)
     grant = await admit(state, key, job)
@@ -196,10 +194,8 @@ async def serve_job(
         request_id=request.scope["request_id"],
         receive=request.receive,
         connection=client_connection(request.scope),
-        client=client,
-        id_prefix=id_prefix,
-        build_answer=build_answer,
-        build_chunks=build_chunks,
+        stream=stream,
+        door=door,
         grant=grant,
         record=request.scope.get("record"),
     )

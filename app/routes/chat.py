@@ -9,7 +9,7 @@ from app.generation import plan_generation
 from app.routes._request import allowed_route, authorized_body, serve_job
 from app.routing import ModelRoute
 from app.schemas.openai import ChatCompletionRequest
-from app.serving import Answer, Generation
+from app.serving import Answer, Generation, openai_door
 from app.streaming import chat_chunks
 from app.translate import check_chat_features, check_count, to_chat_completion
 
@@ -26,11 +26,9 @@ async def create_chat_completion(request: Request) -> Answer:
         state,
         key,
         job,
-        client=chat,
         prompt_param="messages",
-        id_prefix="chatcmpl",
-        build_answer=to_chat_completion,
-        build_chunks=chat_chunks,
+        stream=bool(chat.stream),
+        door=openai_door(state, chat, "chatcmpl", to_chat_completion, chat_chunks),
     )
 
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from app.routes._request import allowed_route, authorized_body, serve_job
 from app.routing import ModelRoute
 from app.schemas.openai import CompletionRequest
-from app.serving import Answer, Generation
+from app.serving import Answer, Generation, openai_door
 from app.streaming import text_chunks
 from app.translate import (
     check_count,
@@ -33,11 +33,9 @@ async def create_completion(request: Request) -> Answer:
         state,
         key,
         job,
-        client=legacy,
         prompt_param="prompt",
-        id_prefix="cmpl",
-        build_answer=to_text_completion,
-        build_chunks=text_chunks,
+        stream=bool(legacy.stream),
+        door=openai_door(state, legacy, "cmpl", to_text_completion, text_chunks),
     )
 
 

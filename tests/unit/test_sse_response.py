@@ -224,3 +224,61 @@ async def test_a_stream_on_a_told_connection_is_cancelled_when_it_is_lost() -> N
     assert cancelled.is_set()
     assert record.status == 499
     assert channel.sent == [] and receives == 0
+
+
+class NamedFraming:
+    """A front door whose stream opens with a named event and pings (as Anthropic's does)."""
+
+    opening = b"event: start\ndata: {}\n\n"
+    keepalive = b"event: ping\ndata: {}\n\n"
+
+    def body(self, result: str, opened: bool) -> bytes:
+        head = b"" if opened else self.opening
+        return head + b"event: answer\ndata: " + orjson.dumps(result) + b"\n\n"
+
+    def failure(self, error: Exception | None, request_id: str) -> bytes:
+        return b"event: error\ndata: " + orjson.dumps(str(error or request_id)) + b"\n\n"
+
+
+class NamedChannel(Channel):
+    async def send(self, message: dict[str, Any]) -> None:
+        await super().send(message)
+        if message.get("body") == NamedFraming.keepalive:
+            self.keepalive_seen.set()
+
+
+async def test_a_framing_names_the_fast_streams_events() -> None:
+    async def produce() -> str:
+        return "hi"
+
+    channel = NamedChannel()
+    await run(KeepAliveSSE(produce, interval=10, request_id="r9", framing=NamedFraming()), channel)
+    assert channel.body == NamedFraming.opening + b'event: answer\ndata: "hi"\n\n'
+
+
+async def test_a_slow_stream_opens_with_the_framings_opening_then_its_keepalives() -> None:
+    channel = NamedChannel()
+
+    async def produce() -> str:
+        await channel.keepalive_seen.wait()
+        return "hi"
+
+    answer = KeepAliveSSE(produce, interval=0.01, request_id="r10", framing=NamedFraming())
+    await run(answer, channel)
+    opening_and_ping = NamedFraming.opening + NamedFraming.keepalive
+    assert channel.body.startswith(opening_and_ping)
+    assert channel.body.count(NamedFraming.opening) == 1  # not repeated in the body
+    assert channel.body.endswith(NamedFraming.keepalive + b'event: answer\ndata: "hi"\n\n')
+
+
+async def test_a_framings_in_band_failure_after_the_stream_opened() -> None:
+    channel = NamedChannel()
+
+    async def produce() -> str:
+        await channel.keepalive_seen.wait()
+        raise UpstreamBadResponse("GPU on fire")
+
+    answer = KeepAliveSSE(produce, interval=0.01, request_id="r11", framing=NamedFraming())
+    await run(answer, channel)
+    assert channel.body.startswith(NamedFraming.opening)
+    assert channel.body.endswith(b'event: error\ndata: "GPU on fire"\n\n')
