@@ -46,6 +46,7 @@ from pydantic import (
 
 from app.aliases import alias_conflicts
 from app.model_config import (
+    CacheConfig,
     CooldownConfig,
     DeploymentConfig,
     ModelConfig,
@@ -58,6 +59,7 @@ from app.model_config import (
 # The model's part lives in app.model_config; importers take every config class from here.
 __all__ = [
     "ApiKeyConfig",
+    "CacheConfig",
     "ConfigError",
     "CooldownConfig",
     "CorsConfig",
@@ -174,6 +176,7 @@ _EXPOSED_HEADERS = [
     "x-proxy-overhead-ms",
     "x-upstream-latency-ms",
     "retry-after",
+    "x-cache",
     "x-ratelimit-limit-requests",
     "x-ratelimit-remaining-requests",
     "x-ratelimit-reset-requests",

@@ -20,6 +20,7 @@ from app.ids import IdGenerator
 from app.limits import LimitsPlan, plan_limits
 from app.middleware import TelemetryMiddleware
 from app.pool_waits import PoolWaitReporter
+from app.response_cache import build_response_cache
 from app.routes import chat, completions, health, metrics, models
 from app.routes.fast_dispatch import FastDispatch
 from app.routes.openapi import DocumentedPost, install_openapi
@@ -134,6 +135,11 @@ def create_app(
         _log_access(config, limits, settings.workers)
         _log_proxies(router)
         limiter = limits.start() if limits is not None else None
+        cache = build_response_cache(
+            router.routes, settings.redis_url or config.rate_limit.redis_url
+        )
+        if cache is not None:
+            log.info("response cache: %s, for %s", cache.description, ", ".join(cache.models))
         upstream = upstream_factory(config)
         gc_follower = None
         if tune_gc:
@@ -149,6 +155,7 @@ def create_app(
             fingerprint=f"fp_clp_{__version__.replace('.', '')}",
             ids=IdGenerator(),
             limiter=limiter,
+            cache=cache,
         )
         telemetry.start_flushing()
         try:
@@ -157,6 +164,8 @@ def create_app(
             if gc_follower is not None:
                 gc_follower.stop()
             telemetry.close()
+            if cache is not None:
+                await cache.aclose()
             await upstream.aclose()
             if limiter is not None:
                 await limiter.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -14,6 +14,9 @@ from app.ids import IdGenerator
 from app.limits import Limiter
 from app.routing import Router
 from app.upstream import UpstreamClient
+
+if TYPE_CHECKING:  # app.response_cache reaches app.serving, which imports this module
+    from app.response_cache import ResponseCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,7 @@ class ProxyState:
     fingerprint: str
     ids: IdGenerator
     limiter: Limiter | None = None  # None: no limits configured, nothing counted
+    cache: ResponseCache | None = None  # None: no model has a response cache
 
 
 def proxy_state(request: Request) -> ProxyState:
