@@ -158,7 +158,7 @@ class MemoryCacheStore:
         return type(finished)(list(finished.choices), dict(finished.usage))
 
     async def put(self, key: str, finished: Finished) -> None:
-        self._entries[key] = finished
+        self._entries[key] = type(finished)(list(finished.choices), dict(finished.usage))
 
     def __len__(self) -> int:
         return len(self._entries)
