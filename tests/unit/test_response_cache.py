@@ -404,3 +404,38 @@ async def _until(condition: Any, steps: int = 1000) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError("condition not met")
+
+
+# The config
+
+
+def test_cache_true_takes_the_defaults_and_false_is_off() -> None:
+    on = ModelConfig(name="m", api_base="http://127.0.0.1:1/x", cache=True)
+    assert on.cache is not None
+    assert (on.cache.ttl, on.cache.max_entries, on.cache.any_temperature) == (600, 10_000, False)
+    assert ModelConfig(name="m", api_base="http://127.0.0.1:1/x", cache=False).cache is None
+    assert ModelConfig(name="m", api_base="http://127.0.0.1:1/x").cache_scope == "key"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"cache": {"ttl": 0}},
+        {"cache": {"max_entries": 0}},
+        {"cache": {"size": 10}},
+        {"cache": "yes please"},
+        {"cache_scope": "tenant"},
+    ],
+)
+def test_a_wrong_cache_setting_is_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="cache"):
+        ModelConfig(name="m", api_base="http://127.0.0.1:1/x", **fields)
+
+
+def test_models_without_a_cache_build_none() -> None:
+    plain = build_route(
+        ModelConfig(name="p", api_base="http://127.0.0.1:1/x"), source="test", index=0
+    )
+    assert build_response_cache([plain], None) is None
+    both = build_response_cache([plain, route("c")], None)
+    assert both is not None and list(both.models) == ["c"]
