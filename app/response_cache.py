@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import orjson
 from cachetools import TTLCache
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -439,7 +442,12 @@ def build_response_cache(
     redis = None
     if redis_url is not None:
         redis = Redis.from_url(
-            redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+            redis_url,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            # One more try on a broken connection (a pooled one after a Redis restart), without
+            # a backoff: a lookup waits for nothing longer than REDIS_TIMEOUT per try.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
     models: dict[str, ModelCache] = {}
     for route in cached:

@@ -251,9 +251,12 @@ async def test_only_temperature_zero_is_cached_unless_any_temperature(
     proxy: Server, upstream: CountingUpstream
 ) -> None:
     marker = new_marker()
+    counted = {"model": "warm", "outcome": "bypass"}
+    bypassed = await metric(proxy, "proxy_cache_requests_total", **counted)
     warm = [await ask(proxy, "warm", marker) for _ in range(2)]
     assert [r.headers["x-cache"] for r in warm] == ["BYPASS", "BYPASS"]
     assert upstream.calls_with(marker) == 2
+    assert await metric(proxy, "proxy_cache_requests_total", **counted) == bypassed + 2
     cold = [await ask(proxy, "warm", marker, temperature=0) for _ in range(2)]
     assert [r.headers["x-cache"] for r in cold] == ["MISS", "HIT"]
     assert upstream.calls_with(marker) == 3
@@ -262,6 +265,12 @@ async def test_only_temperature_zero_is_cached_unless_any_temperature(
     lenient = [await ask(proxy, "warm-any", marker) for _ in range(2)]
     assert [r.headers["x-cache"] for r in lenient] == ["MISS", "HIT"]
     assert upstream.calls_with(marker) == 1
+    outcomes = ("hit", "miss", "bypass")
+    counts = [
+        await metric(proxy, "proxy_cache_requests_total", model="warm-any", outcome=outcome)
+        for outcome in outcomes
+    ]
+    assert counts == [1, 1, 0]
 
 
 async def test_a_model_without_a_cache_says_nothing(
@@ -407,3 +416,31 @@ async def test_replicas_share_the_cache_through_redis(
         assert all(0 < ttl <= 600_000 for ttl in ttls)  # every entry expires (ttl: 600)
     finally:
         client.close()
+
+
+async def test_a_redis_that_does_not_answer_makes_misses_not_errors(
+    upstream: CountingUpstream, tmp_path: Any
+) -> None:
+    redis = await asyncio.to_thread(RedisServer.start, tmp_path)
+    env = clean_env(PROXY_LOG_FORMAT="json", PROXY_REDIS_URL=redis.url)
+    try:
+        proxy = await asyncio.to_thread(serve_config, tmp_path, "lonely", _config(upstream), env)
+    except BaseException:
+        redis.stop()
+        raise
+    try:
+        marker = new_marker()
+        assert (await ask(proxy, "cached", marker)).headers["x-cache"] == "MISS"
+        assert (await ask(proxy, "cached", marker)).headers["x-cache"] == "HIT"
+        await asyncio.to_thread(redis.kill)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        served = await ask(proxy, "cached", marker)
+        assert served.headers["x-cache"] == "MISS" and text_of(served).startswith("answer ")
+        assert loop.time() - began < 5  # no retry storm: one quick refusal per Redis call
+        assert upstream.calls_with(marker) == 2
+        for op in ("get", "put"):
+            assert await metric(proxy, "proxy_cache_errors_total", model="cached", op=op) == 1
+    finally:
+        await asyncio.to_thread(proxy.stop)
+        await asyncio.to_thread(redis.stop)
