@@ -381,6 +381,9 @@ class Run:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # this request is being cancelled (its client left)
+        except Exception:
+            self.outcome = "MISS"  # the call failed: no answer came from the cache
+            raise
         # The call was cancelled under us (the proxy is stopping): make one of our own.
         self.outcome = "MISS"
         self.own_call = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -12,11 +12,9 @@ from app.config import ProxyConfig
 from app.dispatch import Dispatcher
 from app.ids import IdGenerator
 from app.limits import Limiter
+from app.response_cache import ResponseCache
 from app.routing import Router
 from app.upstream import UpstreamClient
-
-if TYPE_CHECKING:  # app.response_cache reaches app.serving, which imports this module
-    from app.response_cache import ResponseCache
 
 
 @dataclass(frozen=True, slots=True)

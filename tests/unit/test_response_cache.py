@@ -374,9 +374,13 @@ async def test_a_failed_call_fails_every_waiter_and_is_not_kept() -> None:
     upstream.failure = UpstreamUnavailable("upstream answered 503")
     tasks = [asyncio.create_task(run(cache).generate(upstream.produce)) for _ in range(3)]
     await _until(lambda: cache.flights and next(iter(cache.flights.values())).waiting == 3)
+    runs = [run(cache) for _ in range(2)]
+    tasks += [asyncio.create_task(r.generate(upstream.produce)) for r in runs]
+    await _until(lambda: next(iter(cache.flights.values())).waiting == 5)
     upstream.release.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, UpstreamUnavailable) for r in results) and upstream.calls == 1
+    assert [r.outcome for r in runs] == ["MISS", "MISS"]  # nothing came from the cache
     upstream.failure = None
     after = run(cache)
     assert (await after.generate(upstream.produce)).choices[0].text == "answer 2"
