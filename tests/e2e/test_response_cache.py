@@ -444,3 +444,21 @@ async def test_a_redis_that_does_not_answer_makes_misses_not_errors(
     finally:
         await asyncio.to_thread(proxy.stop)
         await asyncio.to_thread(redis.stop)
+
+
+async def test_legacy_completions_are_cached_apart_from_chat(
+    proxy: Server, upstream: CountingUpstream
+) -> None:
+    marker = new_marker()
+    async with openai.AsyncOpenAI(base_url=f"{proxy.url}/v1", api_key=ALICE, max_retries=0) as sdk:
+        raw = [
+            await sdk.completions.with_raw_response.create(model="cached", prompt=marker)
+            for _ in range(2)
+        ]
+        texts = [r.parse().choices[0].text for r in raw]
+    assert [r.headers["x-cache"] for r in raw] == ["MISS", "HIT"]
+    assert texts[0] == texts[1] and upstream.calls_with(marker) == 1
+    # The chat route with the raw template sends the same prompt: another answer all the same.
+    chat = await ask(proxy, "cached", marker)
+    assert chat.headers["x-cache"] == "MISS" and upstream.calls_with(marker) == 2
+    assert upstream.calls[-1] == upstream.calls[-2]  # the very same upstream call, twice
