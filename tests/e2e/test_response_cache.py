@@ -52,6 +52,10 @@ class CountingUpstream:
             number = len(self.calls)
             if self.gate is not None:
                 await self.gate.wait()
+            if "fail" in prompts[0]:
+                await peer.write(answer(b"overloaded", status=b"500 Internal Server Error"))
+                self.answered.append(prompts)
+                continue
             data = [{"output": [f"answer {number}"]} for _ in prompts]
             payload = orjson.dumps({"message": "ok", "data": data})
             await peer.write(answer(payload, headers=[b"content-type: application/json"]))
@@ -80,6 +84,8 @@ def _config(upstream: CountingUpstream) -> dict[str, Any]:
             model("warm", {}, defaults=warm),
             model("warm-any", {"any_temperature": True}, defaults=warm),
             model("uncached", None),
+            # One attempt, never cooled down: a failure reaches the clients as it is.
+            model("fragile", {}, max_retries=0, cooldown={"failures": 1_000_000}),
         ],
         "api_keys": [{"key": ALICE, "name": "alice"}, {"key": BOB, "name": "bob"}],
     }
@@ -326,32 +332,35 @@ async def test_a_hit_streams_like_the_live_answer(
 
 
 async def _burst(
-    proxy: Server, upstream: CountingUpstream, marker: str, *, leader_leaves: bool
+    proxy: Server,
+    upstream: CountingUpstream,
+    marker: str,
+    *,
+    leader_leaves: bool,
+    model: str = "cached",
 ) -> list[httpx.Response]:
     """The first request goes upstream and is held there; BURST - 1 identical ones follow,
     and once every one of them waits in the proxy the upstream answers."""
-    coalesced = await metric(proxy, "proxy_cache_coalesced_total", model="cached")
-    left = await metric(proxy, "proxy_client_disconnects_total", model="cached")
+    coalesced = await metric(proxy, "proxy_cache_coalesced_total", model=model)
+    left = await metric(proxy, "proxy_client_disconnects_total", model=model)
     upstream.gate = gate = asyncio.Event()
     try:
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
             leader_http = httpx.AsyncClient(timeout=30)
-            leader = asyncio.create_task(ask(proxy, "cached", marker, client=leader_http))
+            leader = asyncio.create_task(ask(proxy, model, marker, client=leader_http))
             await _until_called(upstream, marker)
             followers = [
-                asyncio.create_task(ask(proxy, "cached", marker, client=http))
+                asyncio.create_task(ask(proxy, model, marker, client=http))
                 for _ in range(BURST - 1)
             ]
             await metric_reaches(
-                proxy, "proxy_cache_coalesced_total", coalesced + BURST - 1, model="cached"
+                proxy, "proxy_cache_coalesced_total", coalesced + BURST - 1, model=model
             )
             if leader_leaves:
                 leader.cancel()
                 await asyncio.gather(leader, return_exceptions=True)
                 await leader_http.aclose()  # the connection is closed: the proxy sees it go
-                await metric_reaches(
-                    proxy, "proxy_client_disconnects_total", left + 1, model="cached"
-                )
+                await metric_reaches(proxy, "proxy_client_disconnects_total", left + 1, model=model)
             gate.set()
             answers = await asyncio.gather(*followers)
             if not leader_leaves:
@@ -392,6 +401,18 @@ async def test_the_first_client_leaving_does_not_cancel_the_call_for_the_others(
     assert all(r.headers["x-cache"] == "HIT" for r in answers)
     assert upstream.calls_with(marker) == 1
     assert sum(1 for prompts in upstream.answered if marker in prompts[0]) == 1
+
+
+async def test_a_failed_shared_call_fails_every_waiter_once_and_keeps_nothing(
+    proxy: Server, upstream: CountingUpstream
+) -> None:
+    marker = new_marker() + " fail"
+    answers = await _burst(proxy, upstream, marker, leader_leaves=False, model="fragile")
+    assert {r.status_code for r in answers} == {502}
+    assert len({r.json()["error"]["message"] for r in answers}) == 1
+    assert upstream.calls_with(marker) == 1
+    again = await ask(proxy, "fragile", marker)
+    assert again.status_code == 502 and upstream.calls_with(marker) == 2
 
 
 async def test_replicas_share_the_cache_through_redis(
