@@ -376,7 +376,11 @@ class Run:
 
     async def _join(self, flight: Flight, produce: Produce) -> Finished:
         try:
-            return await flight.join()
+            finished = await flight.join()
+            if not self.shared:
+                return finished
+            # Each waiter its own lists, as a hit from the store gets: a door may build on them.
+            return type(finished)(list(finished.choices), dict(finished.usage), finished.fallback)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
