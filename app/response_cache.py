@@ -31,6 +31,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import fields
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import orjson
@@ -192,48 +193,29 @@ class RedisCacheStore:
 
 
 def encode_finished(finished: Finished) -> bytes:
-    """A finished generation as compact JSON: [usage, [choice fields, ...]]."""
+    """A finished generation as compact JSON: [usage, [choice, ...]], each choice an object of
+    its fields (orjson writes dataclasses), so that a field added to Choice later is kept and
+    an entry written before it reads with its default."""
     usage = finished.usage
-    return orjson.dumps(
-        [
-            [usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]],
-            [
-                [
-                    choice.index,
-                    choice.text,
-                    choice.finish_reason,
-                    choice.completion_tokens,
-                    None
-                    if choice.calls is None
-                    else [[call.name, call.arguments] for call in choice.calls],
-                    choice.reasoning,
-                    choice.problems,
-                    choice.raw,
-                ]
-                for choice in finished.choices
-            ],
-        ]
-    )
+    counts = [usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]]
+    return orjson.dumps([counts, finished.choices])
+
+
+_CHOICE_FIELDS = frozenset(field.name for field in fields(Choice))
 
 
 def decode_finished(value: bytes | str) -> Finished:
-    """`encode_finished`'s inverse."""
-    from app.serving import Finished  # serving imports this module's users: import late
+    """`encode_finished`'s inverse (fields this version does not know are left out)."""
+    from app.serving import Finished  # serving imports this module: import late
 
     (prompt, completion, total), rows = orjson.loads(value)
-    choices = [
-        Choice(
-            index=index,
-            text=text,
-            finish_reason=reason,
-            completion_tokens=tokens,
-            calls=None if calls is None else [ToolCall(name, args) for name, args in calls],
-            reasoning=reasoning,
-            problems=problems,
-            raw=raw,
-        )
-        for index, text, reason, tokens, calls, reasoning, problems, raw in rows
-    ]
+    choices = []
+    for row in rows:
+        known = {name: item for name, item in row.items() if name in _CHOICE_FIELDS}
+        calls = known.get("calls")
+        if calls is not None:
+            known["calls"] = [ToolCall(**call) for call in calls]
+        choices.append(Choice(**known))
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
     return Finished(choices, usage)
 

@@ -219,6 +219,13 @@ def test_the_redis_encoding_keeps_every_field() -> None:
     assert decode_finished(encode_finished(original)) == original
 
 
+def test_an_entry_of_another_version_still_reads() -> None:
+    older = b'[[9,1,10],[{"index":0,"text":"4","finish_reason":"stop","completion_tokens":1}]]'
+    assert decode_finished(older) == finished()
+    newer = older.replace(b'"completion_tokens":1}', b'"completion_tokens":1,"mood":"happy"}')
+    assert decode_finished(newer) == finished()
+
+
 # One request's way through the cache
 
 
