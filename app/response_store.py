@@ -47,6 +47,24 @@ class ResponseStore(Protocol):
 
     async def delete(self, owner: str, response_id: str) -> bool: ...
 
+    async def aclose(self) -> None: ...
+
+
+def open_response_store(
+    redis_url: str | None,
+    *,
+    ttl: float,
+    max_entries: int,
+    timeout: float = 1.0,
+    prefix: str = "clp:response",
+) -> ResponseStore:
+    """The store the proxy keeps responses in: Redis when it has a URL, else this process's
+    memory. Nothing is connected yet: redis-py connects on the first call."""
+    if redis_url is None:
+        return MemoryResponseStore(max_entries=max_entries, ttl=ttl)
+    redis = Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return RedisResponseStore(redis, ttl=ttl, prefix=prefix)
+
 
 class MemoryResponseStore:
     """In this process: at most `max_entries`, each for `ttl` seconds."""
@@ -81,6 +99,9 @@ class MemoryResponseStore:
             return False
         del self._entries[(owner, response_id)]
         return True
+
+    async def aclose(self) -> None:
+        self._entries.clear()
 
 
 class RedisResponseStore:
@@ -119,3 +140,6 @@ class RedisResponseStore:
         except RedisError as exc:
             raise StoreUnavailable(f"Redis did not answer: {exc}") from exc
         return bool(removed)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
