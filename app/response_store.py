@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -34,6 +34,7 @@ class StoreUnavailable(Exception):
 class StoredResponse:
     response: dict[str, Any]  # the Response object as answered; its "id" is the key
     turns: list[dict[str, Any]]  # the conversation through this response's output
+    input_items: list[dict[str, Any]] = field(default_factory=list)  # its input, as listed back
 
     @property
     def id(self) -> str:
@@ -118,7 +119,9 @@ class RedisResponseStore:
         return f"{self._prefix}:{digest}:{response_id}"
 
     async def put(self, owner: str, stored: StoredResponse) -> None:
-        value = orjson.dumps({"response": stored.response, "turns": stored.turns})
+        value = orjson.dumps(
+            {"response": stored.response, "turns": stored.turns, "items": stored.input_items}
+        )
         try:
             await self._redis.set(self._key(owner, stored.id), value, px=self._ttl_ms)
         except RedisError as exc:
@@ -132,7 +135,9 @@ class RedisResponseStore:
         if value is None:
             return None
         data = orjson.loads(value)
-        return StoredResponse(response=data["response"], turns=data["turns"])
+        return StoredResponse(
+            response=data["response"], turns=data["turns"], input_items=data.get("items", [])
+        )
 
     async def delete(self, owner: str, response_id: str) -> bool:
         try:

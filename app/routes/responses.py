@@ -1,4 +1,5 @@
-"""OpenAI's Responses API: POST /v1/responses, GET and DELETE /v1/responses/{id}.
+"""OpenAI's Responses API: POST /v1/responses, GET and DELETE /v1/responses/{id}, and
+GET /v1/responses/{id}/input_items.
 
 A response is stored (`store`, true unless the client says false) under the label of the key
 that made it, before it is answered: the next request's `previous_response_id` continues from
@@ -71,6 +72,42 @@ async def retrieve_response(response_id: str, request: Request, state: StateDep)
     return json_response(stored.response)
 
 
+@router.get("/v1/responses/{response_id}/input_items", response_model=None)
+async def list_input_items(
+    response_id: str,
+    request: Request,
+    state: StateDep,
+    limit: int = 20,
+    order: str = "desc",
+    after: str | None = None,
+) -> Response:
+    """The input items of a stored response of the caller's key, a page at a time (newest
+    first unless `order=asc`, as OpenAI's)."""
+    key = state.keys.authenticate(request.scope)
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("'limit' must be between 1 and 100.", param="limit")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
+    items = list((await _stored(state, key, response_id)).input_items)
+    if order == "desc":
+        items.reverse()
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise InvalidRequest(f"No input item with id '{after}'.", param="after")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return json_response(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else "",
+            "last_id": page[-1]["id"] if page else "",
+            "has_more": len(items) > limit,
+        }
+    )
+
+
 @router.delete("/v1/responses/{response_id}", response_model=None)
 async def delete_response(response_id: str, request: Request, state: StateDep) -> Response:
     """Forget a stored response of the caller's key; 404 for any other."""
@@ -124,9 +161,13 @@ async def _earlier_turns(
 
 
 async def _save(
-    store: ResponseStore, owner: str, response: dict[str, Any], turns: list[dict[str, Any]]
+    store: ResponseStore,
+    owner: str,
+    response: dict[str, Any],
+    turns: list[dict[str, Any]],
+    items: list[dict[str, Any]],
 ) -> None:
     try:
-        await store.put(owner, StoredResponse(response=response, turns=turns))
+        await store.put(owner, StoredResponse(response=response, turns=turns, input_items=items))
     except BackendDown as exc:
         raise StoreUnavailable(str(exc)) from exc

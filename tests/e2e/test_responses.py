@@ -240,6 +240,47 @@ def test_retrieve_and_delete(sdk: OpenAI) -> None:
     assert refused.value.code == "previous_response_not_found"
 
 
+def test_the_input_items_of_a_stored_response(
+    proxy: Server, sdk: OpenAI, http: httpx.Client
+) -> None:
+    given: list[Any] = [
+        {"role": "developer", "content": "Answer briefly."},
+        {"role": "user", "content": [{"type": "input_text", "text": QUESTION}]},
+        {
+            "type": "function_call",
+            "id": "fc_1",
+            "call_id": "call_1",
+            "name": "get_weather",
+            "arguments": '{"city": "Paris"}',
+        },
+        {"type": "function_call_output", "call_id": "call_1", "output": RESULT},
+    ]
+    made = sdk.responses.create(model=TOOLS, input=given, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    listed = sdk.responses.input_items.list(made.id, order="asc")
+    kinds = [(item.type, getattr(item, "role", None)) for item in listed.data]
+    assert kinds == [
+        ("message", "developer"),
+        ("message", "user"),
+        ("function_call", None),
+        ("function_call_output", None),
+    ]
+    assert listed.data[2].id == "fc_1" and listed.data[3].call_id == "call_1"  # type: ignore[union-attr]
+    assert len({item.id for item in listed.data}) == 4
+    page = http.get(f"/v1/responses/{made.id}/input_items", params={"limit": 3}).json()
+    validate_openai("ResponseItemList", page)
+    assert [item["type"] for item in page["data"]][0] == "function_call_output"  # newest first
+    assert page["has_more"] is True and page["last_id"] == page["data"][-1]["id"]
+    rest = http.get(
+        f"/v1/responses/{made.id}/input_items", params={"limit": 3, "after": page["last_id"]}
+    ).json()
+    assert [item["role"] for item in rest["data"]] == ["developer"] and not rest["has_more"]
+    assert _error(http.get(f"/v1/responses/{made.id}/input_items?limit=0"), 400)["param"] == (
+        "limit"
+    )
+    with _client(proxy, BOB) as bob, pytest.raises(openai.NotFoundError):
+        bob.responses.input_items.list(made.id)
+
+
 def test_store_false_keeps_nothing(sdk: OpenAI, http: httpx.Client) -> None:
     response = sdk.responses.create(model="plain", input="Forget me.", store=False)
     assert response.store is False

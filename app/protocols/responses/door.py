@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from app.errors import ProxyError
-from app.protocols.responses.answers import ResponseHead, started, to_response
+from app.protocols.responses.answers import ResponseHead, input_items, started, to_response
 from app.protocols.responses.events import (
     OPENING_EVENTS,
     failed_event,
@@ -31,8 +31,9 @@ from app.streaming import KEEPALIVE
 if TYPE_CHECKING:
     from app.serving import Finished
 
-# Keeps a finished response and the conversation through it (the response store's `put`).
-Save = Callable[[dict[str, Any], list[dict[str, Any]]], Awaitable[None]]
+# Keeps a finished response, the conversation through it and its input items (the response
+# store's `put`).
+Save = Callable[[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]], Awaitable[None]]
 
 
 class ResponsesDoor:
@@ -65,7 +66,8 @@ class ResponsesDoor:
     async def _keep(self, finished: Finished) -> None:
         assert self.save is not None
         response = self.response(finished)
-        await self.save(response, turns_to_store(self.request, self.earlier_turns, response))
+        turns = turns_to_store(self.request, self.earlier_turns, response)
+        await self.save(response, turns, input_items(self.head, self.request))
 
     def response(self, finished: Finished) -> dict[str, Any]:
         """The Response object for the finished generation (its one choice), built once."""
