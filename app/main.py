@@ -20,7 +20,8 @@ from app.ids import IdGenerator
 from app.limits import LimitsPlan, plan_limits
 from app.middleware import TelemetryMiddleware
 from app.pool_waits import PoolWaitReporter
-from app.routes import chat, completions, health, metrics, models
+from app.protocols.anthropic.schemas import CountTokensRequest, MessagesRequest
+from app.routes import chat, completions, health, messages, metrics, models
 from app.routes.fast_dispatch import FastDispatch
 from app.routes.openapi import DocumentedPost, install_openapi
 from app.routing import Router, build_router, config_source, demo_config
@@ -43,6 +44,16 @@ _GENERATION_ROUTES = [
     (
         DocumentedPost("/v1/completions", CompletionRequest, "Create a text completion (legacy)"),
         completions.create_completion,
+    ),
+    (
+        DocumentedPost("/v1/messages", MessagesRequest, "Create a message (Anthropic)"),
+        messages.create_message,
+    ),
+    (
+        DocumentedPost(
+            "/v1/messages/count_tokens", CountTokensRequest, "Count a message's tokens (Anthropic)"
+        ),
+        messages.count_message_tokens,
     ),
 ]
 
