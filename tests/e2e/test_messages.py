@@ -523,3 +523,35 @@ def test_overloaded_is_529_and_a_leaving_client_cancels_the_work(
     finally:
         second.close()
     wait_until(lambda: mock_stats(hang)["in_flight"] == 0)
+
+
+# --- LangChain ------------------------------------------------------------------------------
+
+
+def test_langchain_chat_anthropic_with_a_tool(proxy: Server) -> None:
+    from langchain_anthropic import ChatAnthropic
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Current weather in a city."""
+        return f"21 degrees and sunny in {city}"
+
+    llm = ChatAnthropic(
+        model_name="claude-sonnet-5-5",
+        base_url=proxy.url,
+        api_key=KEY,
+        max_tokens=256,
+        max_retries=0,
+    )
+    assert str(llm.invoke("Hello there").content)
+    bound = llm.bind_tools([get_weather])
+    messages: list[Any] = [HumanMessage("What is the weather in Paris today?")]
+    first = bound.invoke(messages)
+    [call] = first.tool_calls
+    assert call["name"] == "get_weather" and call["args"] == {"city": "Paris"}
+    messages += [first, ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"])]
+    final = bound.invoke(messages)
+    assert not final.tool_calls
+    assert "21 degrees and sunny in Paris" in str(final.content)
