@@ -75,11 +75,14 @@ class TelemetryMiddleware:
                 self.telemetry.finish(record, scope.get("key_name") or "")
 
 
-def _id_headers(path: str, request_id: str) -> list[tuple[bytes, bytes]]:
+def _id_headers(path: str, request_id: str) -> tuple[tuple[bytes, bytes], ...]:
     """`x-request-id`, and the API's own name for it where it has one (Anthropic's
     `request-id`)."""
     encoded = request_id.encode("ascii")
-    return [(b"x-request-id", encoded), *((n, encoded) for n in error_dialect(path).id_headers)]
+    names = error_dialect(path).id_headers
+    if not names:  # the OpenAI routes: no generator on the hot path
+        return ((b"x-request-id", encoded),)
+    return ((b"x-request-id", encoded), *((name, encoded) for name in names))
 
 
 def _incoming_id(scope: Scope) -> str | None:
