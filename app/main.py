@@ -20,9 +20,10 @@ from app.ids import IdGenerator
 from app.limits import LimitsPlan, plan_limits
 from app.middleware import TelemetryMiddleware
 from app.pool_waits import PoolWaitReporter
+from app.protocols.anthropic.schemas import CountTokensRequest, MessagesRequest
 from app.protocols.responses.schemas import CreateResponse
 from app.response_store import open_response_store
-from app.routes import chat, completions, health, metrics, models, responses
+from app.routes import chat, completions, health, messages, metrics, models, responses
 from app.routes.fast_dispatch import FastDispatch
 from app.routes.openapi import DocumentedPost, install_openapi
 from app.routing import Router, build_router, config_source, demo_config
@@ -49,6 +50,16 @@ _GENERATION_ROUTES = [
     (
         DocumentedPost("/v1/responses", CreateResponse, "Create a model response"),
         responses.create_response,
+    ),
+    (
+        DocumentedPost("/v1/messages", MessagesRequest, "Create a message (Anthropic)"),
+        messages.create_message,
+    ),
+    (
+        DocumentedPost(
+            "/v1/messages/count_tokens", CountTokensRequest, "Count a message's tokens (Anthropic)"
+        ),
+        messages.count_message_tokens,
     ),
 ]
 
