@@ -38,6 +38,7 @@ log = logging.getLogger("app")
 UpstreamFactory = Callable[[ProxyConfig], UpstreamClient]
 
 # The hot routes: plain Starlette endpoints, registered first so they match first.
+_ANTHROPIC_ERRORS = 'An Anthropic error envelope {"type": "error", "error": {"type", "message"}}'
 _GENERATION_ROUTES = [
     (
         DocumentedPost("/v1/chat/completions", ChatCompletionRequest, "Create a chat completion"),
@@ -52,12 +53,17 @@ _GENERATION_ROUTES = [
         responses.create_response,
     ),
     (
-        DocumentedPost("/v1/messages", MessagesRequest, "Create a message (Anthropic)"),
+        DocumentedPost(
+            "/v1/messages", MessagesRequest, "Create a message (Anthropic)", _ANTHROPIC_ERRORS
+        ),
         messages.create_message,
     ),
     (
         DocumentedPost(
-            "/v1/messages/count_tokens", CountTokensRequest, "Count a message's tokens (Anthropic)"
+            "/v1/messages/count_tokens",
+            CountTokensRequest,
+            "Count a message's tokens (Anthropic)",
+            _ANTHROPIC_ERRORS,
         ),
         messages.count_message_tokens,
     ),
