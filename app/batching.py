@@ -8,6 +8,11 @@ forwarded client key and sampling parameters (after defaults), so a batch is exa
 call's body. A batch is sent when it holds `max_batch` prompts (a request with n prompts
 counts n; one with `max_batch` or more goes alone, at once) or `max_wait_ms` after its first
 request joined (0: on the event loop's next turn, with only the requests already waiting).
+When that time comes and every deployment of the model is at its `max_concurrency` (all
+busy with earlier batches), the batch is held open instead, still taking requests up to
+`max_batch`, and sent as soon as one of the model's batch calls ends: a busy GPU gets fuller
+batches rather than a queue of small ones (Triton's dynamic batcher forms a batch when a
+model instance is free, likewise). Without `max_concurrency` a deployment is never full.
 
 Sending is one `Dispatcher.complete` call for all the prompts, in join order, with the ids of
 all its requests in `x-request-id`, comma-separated (a request id never holds a comma), and
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -168,6 +174,8 @@ class Batcher:
         self._send = send
         self._clock = clock
         self._open: dict[BatchKey, _Batch] = {}
+        # Batches past their wait while their deployments were full, oldest first.
+        self._held: dict[DeploymentGroup, deque[_Batch]] = {}
         self._sending: set[asyncio.Task[None]] = set()  # strong references to running calls
 
     @property
@@ -199,9 +207,9 @@ class Batcher:
             batch = self._open[key] = _Batch(key, route, sampling, client_key)
             batch.opened = now
             if limits.max_wait_ms > 0:
-                batch.timer = loop.call_later(limits.max_wait_ms / 1000, self._close, batch)
+                batch.timer = loop.call_later(limits.max_wait_ms / 1000, self._expire, batch)
             else:
-                batch.timer = loop.call_soon(self._close, batch)
+                batch.timer = loop.call_soon(self._expire, batch)
         waiter = _Waiter(prompts, request_id, record, loop.create_future(), now)
         batch.waiters.append(waiter)
         batch.size += len(prompts)
@@ -228,9 +236,34 @@ class Batcher:
         metrics.BATCHED_REQUESTS.labels(model).inc()
         records = BatchRecords([record] if record is not None else [], model)
         deadline = self._clock() + route.config.deadline
-        return await self._send(
-            route, prompts, sampling, request_id, records, client_key, deadline=deadline
-        )
+        try:
+            return await self._send(
+                route, prompts, sampling, request_id, records, client_key, deadline=deadline
+            )
+        finally:
+            self._send_held(route.deployments)
+
+    def _expire(self, batch: _Batch) -> None:
+        """The batch's wait is over: it goes now, or when one of its deployments has room."""
+        group = batch.route.deployments
+        if any(member.has_room() for member in group.members):
+            self._close(batch)
+            return
+        batch.timer = None
+        held = self._held.get(group)
+        if held is None:
+            held = self._held[group] = deque()
+        held.append(batch)
+
+    def _send_held(self, group: DeploymentGroup) -> None:
+        """A batch call of `group` ended, so a deployment has room: the oldest held batch
+        still waiting (not filled up and sent, not emptied) goes."""
+        held = self._held.get(group)
+        while held:
+            batch = held.popleft()
+            if not batch.closed and batch.waiters:
+                self._close(batch)
+                return
 
     def _close(self, batch: _Batch) -> None:
         """No more requests join `batch`; its call starts (on the loop's next turn)."""
@@ -290,6 +323,8 @@ class Batcher:
                 if not waiter.future.done():
                     waiter.future.set_exception(_own_copy(error))
             return
+        finally:
+            self._send_held(route.deployments)
         start = 0
         for waiter in waiters:
             end = start + len(waiter.prompts)

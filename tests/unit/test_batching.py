@@ -334,6 +334,44 @@ async def test_a_batch_waits_max_wait_ms_for_company() -> None:
     assert upstream.calls == [["a", "b"]]
 
 
+async def test_a_batch_whose_deployments_are_full_is_held_open_until_a_call_ends() -> None:
+    upstream = EchoUpstream()
+    upstream.gate.clear()
+    d = dispatcher(upstream)
+    route = model(batching={"max_batch": 8, "max_wait_ms": 0}, max_concurrency=1)
+
+    first = ask(d, route, ["a"], "r1")
+    await until(lambda: upstream.sent)  # the only slot is busy with ["a"]
+    later = [ask(d, route, ["b"], "r2"), ask(d, route, ["c"], "r3")]
+    await turns()  # their wait (0 ms) is over; the batch stays open
+    later.append(ask(d, route, ["d"], "r4"))
+    await turns()
+    assert upstream.calls == [["a"]]
+    upstream.gate.set()
+
+    assert await asyncio.gather(first, *later) == [["out:a"], ["out:b"], ["out:c"], ["out:d"]]
+    assert upstream.calls == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_held_batch_that_fills_up_goes_at_once() -> None:
+    upstream = EchoUpstream()
+    upstream.gate.clear()
+    d = Dispatcher(upstream)  # the deployment's queue waits on the loop's own clock
+    route = model(batching={"max_batch": 2, "max_wait_ms": 0}, max_concurrency=1)
+
+    first = ask(d, route, ["a"], "r1")
+    await until(lambda: upstream.sent)
+    held = ask(d, route, ["b"], "r2")
+    await turns()
+    filler = ask(d, route, ["c"], "r3")  # full: it goes to the deployment's queue
+    await turns()
+    assert d.batcher.open_batches == 0
+    upstream.gate.set()
+
+    assert await asyncio.gather(first, held, filler) == [["out:a"], ["out:b"], ["out:c"]]
+    assert upstream.calls == [["a"], ["b", "c"]]
+
+
 async def test_a_model_without_batching_sends_each_request_at_once() -> None:
     upstream = EchoUpstream()
     d = dispatcher(upstream)
