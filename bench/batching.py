@@ -6,9 +6,11 @@
 The upstream is the mock in its GPU mode (`mock-upstream --call-ms 100 --prompt-ms 2
 --max-calls 4`): a call computes for 100 ms plus 2 ms per prompt, four calls at once, the others
 queue for a turn. One proxy serves two models on it, the same but for batching: `plain` (none)
-and `batched` (`batching: {max_batch: 64, max_wait_ms: 5}`). For each concurrency, `plain` then
-`batched`: N clients in a closed loop (each sends a chat completion with its own prompt, waits
-for the answer, sends the next) for --warmup s, then --duration s measured. A row reports the
+and `batched` (`batching: {max_batch: 64, max_wait_ms: 5}`), both with `max_concurrency` set to
+the GPU's 4 slots (`--max-concurrency`; 0: none), as the README advises for a GPU server.
+For each concurrency, `plain` then `batched`: N clients in a closed loop (each sends a chat
+completion with its own prompt, waits for the answer, sends the next) for --warmup s, then
+--duration s measured. A row reports the
 answers that arrived in the measured window per second, their p50 / p99 latency, and upstream
 calls per request (the mock's count of calls over the answers, warm-up included). Every answer
 must be a 200 with content; a row with errors fails the run (exit 1).
@@ -60,6 +62,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--prompt-ms", type=float, default=2.0, help="its time per prompt of a call [2]")
     add("--max-calls", type=int, default=4, help="its calls at once [4]")
     add(
+        "--max-concurrency",
+        type=int,
+        help="the models' max_concurrency [--max-calls: the GPU's slots; 0: none]",
+    )
+    add(
         "--out",
         type=Path,
         default=Path("/tmp/custom-llm-proxy-bench/batching"),
@@ -81,8 +88,10 @@ class Row:
     errors: int
 
 
-def proxy_config(upstream: str) -> dict[str, object]:
-    model = {"api_base": upstream, "upstream_model": "demo", "max_retries": 0}
+def proxy_config(upstream: str, max_concurrency: int) -> dict[str, object]:
+    model: dict[str, object] = {"api_base": upstream, "upstream_model": "demo", "max_retries": 0}
+    if max_concurrency:
+        model["max_concurrency"] = max_concurrency
     batching = {"max_batch": MAX_BATCH, "max_wait_ms": MAX_WAIT_MS}
     return {
         "models": [
@@ -223,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mock = f"http://127.0.0.1:{mock_port}"
     proxy = f"http://127.0.0.1:{proxy_port}"
     config_path = args.out / "batching.yaml"
-    config_path.write_text(yaml.safe_dump(proxy_config(f"{mock}/generate"), sort_keys=False))
+    slots = args.max_calls if args.max_concurrency is None else args.max_concurrency
+    config = proxy_config(f"{mock}/generate", slots)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     started = _now()
     rows: list[Row] = []
     try:
@@ -273,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = (
         f"Batching off and on, {started} to {_now()}, {_machine()}; upstream: "
         f"{args.call_ms:g} ms per call + {args.prompt_ms:g} ms per prompt, {args.max_calls} "
-        f"calls at once; batched: max_batch {MAX_BATCH}, max_wait_ms {MAX_WAIT_MS:g}; "
+        f"calls at once; both models: max_concurrency {slots or 'none'}; "
+        f"batched: max_batch {MAX_BATCH}, max_wait_ms {MAX_WAIT_MS:g}; "
         f"{args.warmup:g} s warm-up + {args.duration:g} s per row"
     )
     text = table(rows, header)
