@@ -144,12 +144,24 @@ async def chat(sdk: openai.AsyncOpenAI, model: str, text: str, **params: Any) ->
     return completion.choices[0].message.content or "", raw.headers["x-request-id"]
 
 
+async def chat_stream(sdk: openai.AsyncOpenAI, model: str, text: str) -> tuple[str, str]:
+    """`chat`, streamed: the text of its chunks put together."""
+    raw = await sdk.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": text}], stream=True
+    )
+    pieces = [chunk.choices[0].delta.content or "" async for chunk in raw.parse() if chunk.choices]
+    return "".join(pieces), raw.headers["x-request-id"]
+
+
 async def test_a_burst_goes_upstream_as_one_call_and_each_client_gets_its_own_answer(
     upstream: BatchUpstream, proxy: Server, sdk: openai.AsyncOpenAI
 ) -> None:
     words = [word() for _ in range(6)]
 
-    results = await asyncio.gather(*(chat(sdk, "burst", f"Say {w}") for w in words))
+    results = await asyncio.gather(
+        *(chat(sdk, "burst", f"Say {w}") for w in words[:4]),
+        *(chat_stream(sdk, "burst", f"Say {w}") for w in words[4:]),
+    )
 
     calls = upstream.calls_to("/burst")
     assert len(calls) == 1
