@@ -10,9 +10,12 @@ and `batched` (`batching: {max_batch: 64, max_wait_ms: 5}`), both with `max_conc
 the GPU's 4 slots (`--max-concurrency`; 0: none), as the README advises for a GPU server.
 For each concurrency, `plain` then `batched`: N clients in a closed loop (each sends a chat
 completion with its own prompt, waits for the answer, sends the next) for --warmup s, then
---duration s measured. A row reports the
-answers that arrived in the measured window per second, their p50 / p99 latency, and upstream
-calls per request (the mock's count of calls over the answers, warm-up included). Every answer
+--duration s measured. At one client, its requests alternate between the two models in one
+window instead, so that both rows see the same machine (it is shared and noisy): the p50 they
+differ by is batching's own cost, the `max_wait_ms` a lone request waits for company. A row
+reports the answers that arrived in the measured window per second, their p50 / p99 latency,
+and upstream calls per request (the mock's count of calls over the answers, warm-up included;
+in the alternating window the batched model's calls are the proxy's own count). Every answer
 must be a 200 with content; a row with errors fails the run (exit 1).
 
 Bounded: 127.0.0.1 only, each row stops after its time or --max-requests answers, every process
@@ -28,6 +31,7 @@ import os
 import statistics
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +40,7 @@ import procs
 import yaml
 from load import BENCH_DIR
 from procs import Servers, SetupError
+from prometheus_client.parser import text_string_to_metric_families
 from run import _machine, _now, _proxy_command
 
 PROJECT_DIR = BENCH_DIR.parent
@@ -102,19 +107,21 @@ def proxy_config(upstream: str, max_concurrency: int) -> dict[str, object]:
 
 
 class Load:
-    """N clients in a closed loop on one model; the answers that arrived inside the measured
-    window, and their latencies."""
+    """N clients in a closed loop; each client's requests take the `models` in turn. Per model:
+    the answers that arrived inside the measured window, and their latencies."""
 
-    def __init__(self, proxy: str, model: str, conc: int, args: argparse.Namespace) -> None:
+    def __init__(
+        self, proxy: str, models: Sequence[str], conc: int, args: argparse.Namespace
+    ) -> None:
         self.target = prepare_post(
             f"{proxy}/v1/chat/completions", {"content-type": "application/json"}
         )
-        self.model = model
+        self.models = tuple(models)
         self.conc = conc
         self.args = args
-        self.latencies: list[float] = []
-        self.answered = 0
-        self.errors = 0
+        self.latencies: dict[str, list[float]] = {model: [] for model in models}
+        self.answered = dict.fromkeys(models, 0)
+        self.errors = dict.fromkeys(models, 0)
         self.window = (0.0, 0.0)
 
     async def run(self) -> None:
@@ -129,14 +136,15 @@ class Load:
     async def _client(self, pool: HTTPPool, index: int) -> None:
         begin, end = self.window
         sent = 0
-        while self.answered < self.args.max_requests:
+        while sum(self.answered.values()) < self.args.max_requests:
             started = time.monotonic()
             if started >= end:
                 return
             sent += 1
+            model = self.models[sent % len(self.models)]
             body = json.dumps(
                 {
-                    "model": self.model,
+                    "model": model,
                     "messages": [{"role": "user", "content": f"Question {index}-{sent}?"}],
                     "max_tokens": 16,
                 }
@@ -147,39 +155,63 @@ class Load:
             except (OSError, TimeoutError, ConnectionError):
                 ok = False
             done = time.monotonic()
-            self.answered += 1
+            self.answered[model] += 1
             if not ok:
-                self.errors += 1
+                self.errors[model] += 1
             elif begin <= done <= end:
-                self.latencies.append(done - started)
+                self.latencies[model].append(done - started)
 
 
 def mock_calls(mock: str) -> int:
+    """The mock's count of calls since the last call of this, which zeroes it."""
     status, body = procs.post(f"{mock}/_mock/reset-stats", b"", {}, 5.0)
     if status != 200:
         raise SetupError(f"the mock's stats answered {status}")
     return int(json.loads(body)["requests"])
 
 
-def measure(proxy: str, mock: str, model: str, conc: int, args: argparse.Namespace) -> Row:
+def batch_calls(proxy: str) -> float:
+    """The proxy's proxy_batch_upstream_calls_total of model `batched`."""
+    with urllib.request.urlopen(f"{proxy}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name, model = sample.name, sample.labels.get("model")
+            if name == "proxy_batch_upstream_calls_total" and model == "batched":
+                return float(sample.value)
+    return 0.0
+
+
+def measure(
+    proxy: str, mock: str, models: Sequence[str], conc: int, args: argparse.Namespace
+) -> list[Row]:
+    """One window of load: a row per model. With both models in one window, the mock's calls
+    are split by the proxy's count of the batched model's calls."""
     mock_calls(mock)  # from zero
-    load = Load(proxy, model, conc, args)
+    batched_before = batch_calls(proxy)
+    load = Load(proxy, models, conc, args)
     asyncio.run(load.run())
-    calls = mock_calls(mock)
-    latencies = sorted(load.latencies)
-    if not latencies:
-        raise SetupError(f"no answer of {model} at {conc} clients inside the window")
-    return Row(
-        model=model,
-        conc=conc,
-        answers=len(latencies),
-        seconds=args.duration,
-        rps=len(latencies) / args.duration,
-        p50_ms=statistics.median(latencies) * 1000,
-        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        calls_per_request=calls / max(1, load.answered),
-        errors=load.errors,
-    )
+    calls = {"batched": batch_calls(proxy) - batched_before}
+    calls["plain"] = mock_calls(mock) - (calls["batched"] if "batched" in models else 0)
+    rows = []
+    for model in models:
+        latencies = sorted(load.latencies[model])
+        if not latencies:
+            raise SetupError(f"no answer of {model} at {conc} clients inside the window")
+        rows.append(
+            Row(
+                model=model,
+                conc=conc,
+                answers=len(latencies),
+                seconds=args.duration,
+                rps=len(latencies) / args.duration,
+                p50_ms=statistics.median(latencies) * 1000,
+                p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+                calls_per_request=calls[model] / max(1, load.answered[model]),
+                errors=load.errors[model],
+            )
+        )
+    return rows
 
 
 def wait_http(url: str, server: procs.Server) -> None:
@@ -274,10 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             wait_http(f"{proxy}/v1/chat/completions", server)
             for conc in concs:
-                for model in MODELS:
-                    row = measure(proxy, mock, model, conc, args)
-                    print(asdict(row), flush=True)
-                    rows.append(row)
+                # One client: its requests alternate between the models, so that both see the
+                # same machine; more: one window per model (they would batch each other's).
+                windows = [MODELS] if conc == 1 else [(model,) for model in MODELS]
+                for models in windows:
+                    for row in measure(proxy, mock, models, conc, args):
+                        print(asdict(row), flush=True)
+                        rows.append(row)
     except SetupError as exc:
         print(f"bench/batching.py: {exc}", file=sys.stderr)
         return 2
