@@ -103,7 +103,8 @@ class DeploymentConfig(Strict):
     proxy: str | None = None  # see ModelConfig
     trust_env: bool | None = None
     tls: TLSConfig | None = None  # replaces the model's as a whole
-    batching: BatchingConfig | None = None  # replaces the model's; needs the model's on
+    # This server's batch limits (needs the model's `batching`): see ModelConfig.batch_limits
+    batching: BatchingConfig | None = None
 
     _http_url = field_validator("api_base")(_check_http_url)
     _header_safe = field_validator("headers")(_check_headers)
