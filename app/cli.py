@@ -432,6 +432,9 @@ def _print_routes(router: Router) -> None:
             f"output_retries {model.output_retries}\n"
             f"    defaults {model.defaults.model_dump()}"
         )
+        limits = model.batch_limits
+        if limits is not None:
+            print(f"    batching: max_batch {limits.max_batch}, max_wait_ms {limits.max_wait_ms:g}")
         for deployment in route.deployments.members:
             endpoint = deployment.endpoint
             # Header values are secrets (upstream tokens): only their names are shown.

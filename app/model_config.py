@@ -206,17 +206,27 @@ class ModelConfig(Strict):
 
     @property
     def batch_limits(self) -> BatchingConfig | None:
-        """The batching every deployment can take (None: off): a batch may go to any of the
+        """The batching every deployment can take (None: off). A deployment's `batching`
+        takes the model's values for the fields it leaves out; a batch may go to any of the
         model's deployments (a retry moves it), so each limit is the smallest of theirs."""
-        if self.batching is None:
+        model = self.batching
+        if model is None:
             return None
         own = [d.batching for d in self.deployments if d.batching is not None]
         if not own:
-            return self.batching
-        every = own if len(own) == len(self.deployments) else [self.batching, *own]
+            return model
+        every = [
+            (
+                b.max_batch if "max_batch" in b.model_fields_set else model.max_batch,
+                b.max_wait_ms if "max_wait_ms" in b.model_fields_set else model.max_wait_ms,
+            )
+            for b in own
+        ]
+        if len(own) < len(self.deployments):
+            every.append((model.max_batch, model.max_wait_ms))
         return BatchingConfig.model_construct(  # each value was checked already
-            max_batch=min(b.max_batch for b in every),
-            max_wait_ms=min(b.max_wait_ms for b in every),
+            max_batch=min(size for size, _ in every),
+            max_wait_ms=min(wait for _, wait in every),
         )
 
     @property

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.cli import main
 from app.config import ConfigError, ModelConfig, load_config
 from app.dispatch import Dispatcher
 from app.errors import UpstreamBadResponse, UpstreamUnavailable
@@ -400,6 +401,20 @@ def test_a_deployment_may_lower_the_limits_of_the_model() -> None:
     assert (limits.max_batch, limits.max_wait_ms) == (4, 5)
 
 
+def test_a_deployment_takes_the_models_values_for_what_it_leaves_out() -> None:
+    config = ModelConfig(
+        name="m",
+        deployments=[
+            {"api_base": A, "batching": {"max_batch": 8}},
+            {"api_base": B, "batching": {"max_batch": 12}},
+        ],
+        batching={"max_batch": 16, "max_wait_ms": 20},
+    )
+    limits = config.batch_limits
+    assert limits is not None
+    assert (limits.max_batch, limits.max_wait_ms) == (8, 20)  # not the default wait of 5
+
+
 def test_without_batching_there_are_no_limits() -> None:
     assert ModelConfig(name="m", api_base=A).batch_limits is None
 
@@ -427,3 +442,21 @@ def test_bad_batching_is_a_config_error(
 
     with pytest.raises(ConfigError, match=error):
         load_config(path)
+
+
+def test_check_config_shows_the_limits_a_model_batches_with(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entry = {
+        "name": "m",
+        "deployments": [{"api_base": A, "batching": {"max_batch": 4}}, {"api_base": B}],
+        "batching": {"max_batch": 32, "max_wait_ms": 2.5},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(orjson.dumps({"models": [entry, {"name": "n", "api_base": A}]}).decode())
+
+    assert main(["check-config", str(path)]) == 0
+
+    out = capsys.readouterr().out
+    assert out.count("batching:") == 1
+    assert "    batching: max_batch 4, max_wait_ms 2.5\n" in out
