@@ -46,6 +46,7 @@ from pydantic import (
 
 from app.aliases import alias_conflicts
 from app.model_config import (
+    BatchingConfig,
     CooldownConfig,
     DeploymentConfig,
     ModelConfig,
@@ -58,6 +59,7 @@ from app.model_config import (
 # The model's part lives in app.model_config; importers take every config class from here.
 __all__ = [
     "ApiKeyConfig",
+    "BatchingConfig",
     "ConfigError",
     "CooldownConfig",
     "CorsConfig",
