@@ -143,5 +143,6 @@ def _presented_key(scope: Scope) -> str:
         if value is not None and value.strip():
             return value.decode("latin-1").strip()
     raise AuthenticationFailed(
-        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+        "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' "
+        "(or as 'x-api-key: <key>')."
     )

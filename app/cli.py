@@ -124,6 +124,26 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="begin every answer with a <think>...</think> block, as a reasoning model does",
     )
+    mock.add_argument(
+        "--call-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="compute time of every call, as a GPU server's batch (default 0)",
+    )
+    mock.add_argument(
+        "--prompt-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="compute time added per prompt of a call (default 0)",
+    )
+    mock.add_argument(
+        "--max-calls",
+        type=int,
+        metavar="N",
+        help="calls computed at once; the others queue for their turn (default: no limit)",
+    )
     mock.set_defaults(run=_mock_upstream)
 
     check = commands.add_parser("check-config", help="validate a config and show its models")
@@ -322,6 +342,7 @@ fault modes (--fault MODE, or the request header x-mock-fault: MODE):
   status:CODE  malformed  no-data  not-ok  html  wrong-count  non-string
   empty-output  huge[:BYTES]  trickle  reset-body  reset  hang
 other request headers: x-mock-delay-ms: MS, x-mock-retry-after: SECONDS
+a GPU server's batches: --call-ms 100 --prompt-ms 2 --max-calls 4
 counters: GET /_mock/stats, POST /_mock/reset-stats
 tools and JSON: a prompt offering tools gets a call, one asking for JSON a JSON object
 details: the docstring of app/mock_upstream/__init__.py"""
@@ -367,6 +388,9 @@ def _mock_upstream(args: argparse.Namespace) -> int:
             retry_after=args.retry_after,
             seed=args.seed,
             reasoning=args.reasoning,
+            call_ms=args.call_ms,
+            prompt_ms=args.prompt_ms,
+            max_calls=args.max_calls,
         )
     except ValueError as exc:
         print(f"custom-llm-proxy mock-upstream: error: {exc}", file=sys.stderr)
@@ -408,6 +432,9 @@ def _print_routes(router: Router) -> None:
             f"output_retries {model.output_retries}\n"
             f"    defaults {model.defaults.model_dump()}"
         )
+        limits = model.batch_limits
+        if limits is not None:
+            print(f"    batching: max_batch {limits.max_batch}, max_wait_ms {limits.max_wait_ms:g}")
         for deployment in route.deployments.members:
             endpoint = deployment.endpoint
             # Header values are secrets (upstream tokens): only their names are shown.

@@ -46,6 +46,7 @@ from pydantic import (
 
 from app.aliases import alias_conflicts
 from app.model_config import (
+    BatchingConfig,
     CacheConfig,
     CooldownConfig,
     DeploymentConfig,
@@ -59,6 +60,7 @@ from app.model_config import (
 # The model's part lives in app.model_config; importers take every config class from here.
 __all__ = [
     "ApiKeyConfig",
+    "BatchingConfig",
     "CacheConfig",
     "ConfigError",
     "CooldownConfig",
@@ -214,6 +216,17 @@ class CorsConfig(Strict):
         return self
 
 
+class ResponseStoreConfig(Strict):
+    """Stored responses of the Responses API (`store`, `previous_response_id`): in each
+    process's memory, at most `max_entries` (oldest first out), or in Redis when
+    PROXY_REDIS_URL is set (shared by every worker and replica); each kept `ttl_seconds`."""
+
+    ttl_seconds: float = Field(default=86400.0, gt=0)
+    max_entries: int = Field(default=1000, ge=1)  # in memory only
+    redis_timeout: float = Field(default=1.0, gt=0)  # seconds for one Redis call
+    key_prefix: str = Field(default="clp:response", min_length=1)
+
+
 class MetricsConfig(Strict):
     """GET /metrics: open to whoever reaches the proxy unless `require_key`."""
 
@@ -243,6 +256,7 @@ class ProxyConfig(Strict):
     log_content: bool = False  # prompt and completion text in the access log
     cors: CorsConfig | None = None
     metrics: MetricsConfig = MetricsConfig()
+    response_store: ResponseStoreConfig = ResponseStoreConfig()
 
     @field_validator("models")
     @classmethod

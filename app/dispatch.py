@@ -8,6 +8,9 @@ model says `retry_read_timeouts`) is retried on another deployment where there i
 an exponential backoff with jitter, or after the upstream's Retry-After where no other
 deployment is ready. The model's `deadline` bounds the whole: attempts, waits and backoffs.
 
+A model with `batching` sends its requests in batches (app.batching): `complete` hands them
+to the `Batcher`, which sends each batch through `complete` again with the batch's deadline.
+
 Retries happen only here, before anything was sent to the client, and a client that goes
 away cancels the task and with it any further attempt. Fallback models are tried by the
 caller (`app.serving`), which renders the prompt anew for each model's template.
@@ -21,13 +24,13 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from app.batching import AttemptLog, Batcher
 from app.config import ModelConfig
 from app.deployments import Deployment
 from app.errors import UpstreamError, UpstreamReadTimeout, UpstreamUnavailable
 from app.metrics import RETRIES
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling, parse_custom_response, to_custom_request
-from app.telemetry import RequestRecord
 from app.upstream import UpstreamClient, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger("app.dispatch")
@@ -53,6 +56,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._clock = clock
+        self.batcher = Batcher(self.complete, clock=clock)
 
     async def complete(
         self,
@@ -60,16 +64,27 @@ class Dispatcher:
         prompts: list[str],
         sampling: Sampling,
         request_id: str,
-        record: RequestRecord | None = None,
+        record: AttemptLog | None = None,
         client_key: str | None = None,
+        *,
+        deadline: float | None = None,
     ) -> list[str]:
         """The first output for each prompt, or the last attempt's error. The request's
         `record` gets each attempt's deployment and time, and the retries. `client_key` goes
-        upstream only if the model says `forward_client_auth`."""
-        authorization = client_key if route.config.forward_client_auth else None
+        upstream only if the model says `forward_client_auth`. `deadline` (the clock's
+        seconds) is given by a batch, which is sent as it is; without one, the model's
+        `deadline` counts from now and a model with `batching` joins a batch."""
         config = route.config
+        if deadline is None:
+            if config.batching is not None:
+                limits = config.batch_limits
+                assert limits is not None
+                return await self.batcher.complete(
+                    route, prompts, sampling, request_id, record, client_key, limits
+                )
+            deadline = self._clock() + config.deadline
+        authorization = client_key if config.forward_client_auth else None
         group = route.deployments
-        deadline = self._clock() + config.deadline
         tried: list[Deployment] = []
         bodies: dict[str, bytes] = {}
         last_failure: UpstreamError | None = None  # of an attempt that reached an upstream
@@ -83,11 +98,7 @@ class Dispatcher:
                 deployment = group.take_now(now, tried) or await group.acquire(now, deadline, tried)
                 epoch = deployment.epoch  # taken just now: the epoch it reports in
                 upstream_model = deployment.upstream_model or route.upstream_model
-                body = bodies.get(upstream_model)
-                if body is None:
-                    body = bodies[upstream_model] = to_custom_request(
-                        upstream_model, prompts, sampling
-                    )
+                body = _body(bodies, upstream_model, prompts, sampling)
                 request = UpstreamRequest(
                     deployment.endpoint, body, request_id, route.name, 0.0, authorization
                 )
@@ -134,7 +145,7 @@ class Dispatcher:
         request: UpstreamRequest,
         expected: int,
         deadline: float,
-        record: RequestRecord | None,
+        record: AttemptLog | None,
     ) -> list[str]:
         request.timeout = timeout = min(deployment.endpoint.timeout, deadline - self._clock())
         if timeout <= 0:
@@ -158,7 +169,7 @@ class Dispatcher:
         return outputs
 
     async def _send(
-        self, request: UpstreamRequest, deployment: Deployment, record: RequestRecord | None
+        self, request: UpstreamRequest, deployment: Deployment, record: AttemptLog | None
     ) -> UpstreamResponse:
         if record is None:
             return await self.upstream.send(request)
@@ -195,3 +206,13 @@ class Dispatcher:
         if self._clock() + delay >= deadline:
             return None
         return delay
+
+
+def _body(
+    bodies: dict[str, bytes], upstream_model: str, prompts: list[str], sampling: Sampling
+) -> bytes:
+    """The request body for `upstream_model`, made once per generation."""
+    body = bodies.get(upstream_model)
+    if body is None:
+        body = bodies[upstream_model] = to_custom_request(upstream_model, prompts, sampling)
+    return body

@@ -13,6 +13,7 @@
     ├── ClientClosedRequest         499 (nginx's code; the client is gone and never sees it)
     ├── Overloaded                  503 server_error / overloaded (the proxy's own queue is full)
     ├── LimitsUnavailable           503 server_error / rate_limit_backend_unavailable (fail_closed)
+    ├── StoreUnavailable            503 server_error / response_store_unavailable (its Redis)
     └── UpstreamError               the custom endpoint failed; message says how
         ├── UpstreamBadResponse     502 upstream_error / bad_upstream_response
         ├── InvalidModelOutput      502 upstream_error / invalid_model_output
@@ -131,6 +132,14 @@ class LimitsUnavailable(ProxyError):
     status = 503
     type = "server_error"
     code = "rate_limit_backend_unavailable"
+
+
+class StoreUnavailable(ProxyError):
+    """The store of the Responses API's responses (Redis) cannot answer."""
+
+    status = 503
+    type = "server_error"
+    code = "response_store_unavailable"
 
 
 class NotFound(ProxyError):

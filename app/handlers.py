@@ -1,8 +1,17 @@
-"""The one place errors become responses: every error is an OpenAI envelope, never a traceback."""
+"""The one place errors become responses: every error is an envelope, never a traceback.
+
+Which envelope depends on the API the path belongs to (`ErrorDialect`, chosen by path prefix
+in `_DIALECTS`): OpenAI's `{"error": {...}}` everywhere but under `/v1/messages`, which
+answers in Anthropic's `{"type": "error", "error": {...}}` with Anthropic's statuses (529 for
+the proxy's overload). A new front door with its own envelope adds one line to the table.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -12,6 +21,7 @@ from starlette.responses import Response
 
 from app.errors import (
     ClientClosedRequest,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -20,8 +30,51 @@ from app.errors import (
     error_envelope,
     internal_error_envelope,
 )
+from app.protocols.anthropic import answers as anthropic
 
 log = logging.getLogger("app.errors")
+
+Body = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDialect:
+    """How one client API's paths answer errors: the status and body for a proxy error, for a
+    500 (by request id) and for an HTTP error of any status; `id_headers` name the request id
+    in the response (besides the `x-request-id` every answer has)."""
+
+    error: Callable[[ProxyError, str | None], Body]
+    internal: Callable[[str], Body]
+    http: Callable[[int, str], dict[str, Any]]
+    id_headers: tuple[bytes, ...] = ()
+
+
+def _openai_error(exc: ProxyError, _request_id: str | None) -> Body:
+    return exc.status, exc.envelope()
+
+
+OPENAI_ERRORS = ErrorDialect(
+    error=_openai_error,
+    internal=lambda request_id: (500, internal_error_envelope(request_id)),
+    http=lambda _status, message: error_envelope(message, "invalid_request_error"),
+)
+ANTHROPIC_ERRORS = ErrorDialect(
+    error=anthropic.error_body,
+    internal=anthropic.internal_error_body,
+    http=lambda status, message: anthropic.error_envelope(message, anthropic.error_type(status)),
+    id_headers=(b"request-id",),  # where Anthropic's SDK reads it (`_request_id`)
+)
+# (path prefix, dialect): a path is under a prefix when it equals it or continues with "/".
+_DIALECTS: tuple[tuple[str, ErrorDialect], ...] = (("/v1/messages", ANTHROPIC_ERRORS),)
+
+
+def error_dialect(path: str) -> ErrorDialect:
+    """The error dialect of the API `path` belongs to; OpenAI's by default."""
+    for prefix, dialect in _DIALECTS:
+        if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+            return dialect
+    return OPENAI_ERRORS
+
 
 # Starlette's own HTTP errors, answered as the proxy's errors of the same status.
 _HTTP_ERRORS: dict[int, type[ProxyError]] = {
@@ -61,14 +114,17 @@ async def handle_proxy_error(request: Request, exc: Exception) -> Response:
 
 
 def proxy_error_response(request: Request, exc: ProxyError) -> Response:
-    """The envelope response for a ProxyError, logged as its kind deserves."""
+    """The envelope response for a ProxyError in the path's dialect, logged as its kind
+    deserves."""
     if isinstance(exc, ClientClosedRequest):
         log.info("%s (request %s)", exc.message, request.scope.get("request_id"))
     elif isinstance(exc, UpstreamError):
         log.warning("upstream error: %s (request %s)", exc.message, request.scope.get("request_id"))
     # The proxy's own refusals (overloaded, limits unavailable) are in the access log; their
     # causes are logged once where they start, not once per request.
-    return json_response(exc.envelope(), exc.status, exc.headers())
+    request_id = request.scope.get("request_id")
+    status, body = error_dialect(request.scope["path"]).error(exc, request_id)
+    return json_response(body, status, exc.headers())
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
@@ -79,28 +135,41 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
         message = f"Method {request.method} is not allowed for {request.url.path}."
     else:
         message = str(exc.detail)
+    dialect = error_dialect(request.scope["path"])
     error_class = _HTTP_ERRORS.get(exc.status_code)
-    envelope = (
-        error_class(message).envelope()
-        if error_class is not None
-        else error_envelope(message, "invalid_request_error")
-    )
-    return json_response(envelope, exc.status_code, dict(exc.headers or {}))
+    if error_class is not None:
+        status, body = dialect.error(error_class(message), request.scope.get("request_id"))
+    else:
+        status, body = exc.status_code, dialect.http(exc.status_code, message)
+    return json_response(body, status, dict(exc.headers or {}))
 
 
-async def handle_validation_error(_request: Request, exc: Exception) -> Response:
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     param = ".".join(str(part) for part in first["loc"][1:]) or None
-    return json_response(error_envelope(str(first["msg"]), "invalid_request_error", param), 400)
+    error = InvalidRequest(str(first["msg"]), param=param)
+    dialect = error_dialect(request.scope["path"])
+    status, body = dialect.error(error, request.scope.get("request_id"))
+    return json_response(body, status)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    request_id = request.scope.get("request_id")
+    request_id = str(request.scope.get("request_id"))
     log.error("unexpected error handling request %s", request_id, exc_info=exc)
-    # This handler runs outside the middleware stack, so it sets the request id header itself.
-    headers = {"x-request-id": str(request_id)} if request_id else None
-    return json_response(internal_error_envelope(str(request_id)), 500, headers)
+    return internal_error_response(request.scope["path"], request_id, outside=True)
+
+
+def internal_error_response(path: str, request_id: str, *, outside: bool = False) -> Response:
+    """A 500 in the path's dialect, naming the request id. `outside`: the response does not
+    pass the telemetry middleware, so it sets the request id headers itself."""
+    dialect = error_dialect(path)
+    status, body = dialect.internal(request_id)
+    headers = None
+    if outside:
+        names = ("x-request-id", *(name.decode() for name in dialect.id_headers))
+        headers = dict.fromkeys(names, request_id)
+    return json_response(body, status, headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -20,8 +20,11 @@ from app.ids import IdGenerator
 from app.limits import LimitsPlan, plan_limits
 from app.middleware import TelemetryMiddleware
 from app.pool_waits import PoolWaitReporter
+from app.protocols.anthropic.schemas import CountTokensRequest, MessagesRequest
+from app.protocols.responses.schemas import CreateResponse
 from app.response_cache import build_response_cache
-from app.routes import chat, completions, health, metrics, models
+from app.response_store import open_response_store
+from app.routes import chat, completions, health, messages, metrics, models, responses
 from app.routes.fast_dispatch import FastDispatch
 from app.routes.openapi import DocumentedPost, install_openapi
 from app.routing import Router, build_router, config_source, demo_config
@@ -36,6 +39,7 @@ log = logging.getLogger("app")
 UpstreamFactory = Callable[[ProxyConfig], UpstreamClient]
 
 # The hot routes: plain Starlette endpoints, registered first so they match first.
+_ANTHROPIC_ERRORS = 'An Anthropic error envelope {"type": "error", "error": {"type", "message"}}'
 _GENERATION_ROUTES = [
     (
         DocumentedPost("/v1/chat/completions", ChatCompletionRequest, "Create a chat completion"),
@@ -44,6 +48,25 @@ _GENERATION_ROUTES = [
     (
         DocumentedPost("/v1/completions", CompletionRequest, "Create a text completion (legacy)"),
         completions.create_completion,
+    ),
+    (
+        DocumentedPost("/v1/responses", CreateResponse, "Create a model response"),
+        responses.create_response,
+    ),
+    (
+        DocumentedPost(
+            "/v1/messages", MessagesRequest, "Create a message (Anthropic)", _ANTHROPIC_ERRORS
+        ),
+        messages.create_message,
+    ),
+    (
+        DocumentedPost(
+            "/v1/messages/count_tokens",
+            CountTokensRequest,
+            "Count a message's tokens (Anthropic)",
+            _ANTHROPIC_ERRORS,
+        ),
+        messages.count_message_tokens,
     ),
 ]
 
@@ -132,12 +155,18 @@ def create_app(
             f"pass through to {settings.api_base}" if settings.api_base else "are not found",
             len(config.api_keys) or "none (open)",
         )
-        _log_access(config, limits, settings.workers)
+        _log_access(config, limits, settings.workers, settings.redis_url)
         _log_proxies(router)
         limiter = limits.start() if limits is not None else None
-        cache = build_response_cache(
-            router.routes, settings.redis_url or config.rate_limit.redis_url
+        stored = config.response_store
+        response_store = open_response_store(
+            settings.redis_url,
+            ttl=stored.ttl_seconds,
+            max_entries=stored.max_entries,
+            timeout=stored.redis_timeout,
+            prefix=stored.key_prefix,
         )
+        cache = build_response_cache(router.routes, settings.redis_url)
         if cache is not None:
             log.info("response cache: %s, for %s", cache.description, ", ".join(cache.models))
         upstream = upstream_factory(config)
@@ -155,6 +184,7 @@ def create_app(
             fingerprint=f"fp_clp_{__version__.replace('.', '')}",
             ids=IdGenerator(),
             limiter=limiter,
+            responses=response_store,
             cache=cache,
         )
         telemetry.start_flushing()
@@ -167,6 +197,7 @@ def create_app(
             if cache is not None:
                 await cache.aclose()
             await upstream.aclose()
+            await response_store.aclose()
             if limiter is not None:
                 await limiter.aclose()
 
@@ -183,7 +214,7 @@ def create_app(
         # with 405 and keeps the app's route table complete.
         app.router.routes.append(Route(post.path, endpoint, methods=["POST"]))
     app.state.telemetry = telemetry
-    for module in (models, health, metrics):
+    for module in (models, health, metrics, responses):
         app.include_router(module.router)
     install_openapi(app, [post for post, _ in _GENERATION_ROUTES])
     install_error_handlers(app)
@@ -203,12 +234,20 @@ def create_app_from_env() -> ProxyApp:
     return create_app(Settings(), tune_gc=True)
 
 
-def _log_access(config: ProxyConfig, limits: LimitsPlan | None, workers: int) -> None:
+def _log_access(
+    config: ProxyConfig, limits: LimitsPlan | None, workers: int, settings_redis_url: str | None
+) -> None:
     """Say at start-up who may call and how much: an open proxy is worth a warning."""
     if not config.api_keys:
         log.warning(
             "no client API keys configured: the proxy is open to anyone who can reach it "
             "(set api_keys in the config or PROXY_API_KEYS)"
+        )
+    if settings_redis_url is None and workers > 1:
+        log.warning(
+            "stored responses (the Responses API's previous_response_id) are kept in each of "
+            "the %d worker processes separately; set PROXY_REDIS_URL to share them",
+            workers,
         )
     if limits is None:
         return

@@ -161,6 +161,36 @@ CACHE_ERRORS = Counter(
     ["model", "op"],
 )
 
+# Micro-batching (app.batching): prompts per upstream call, and how long a request waited for
+# its batch to be sent (at most the model's max_wait_ms, unless the loop was busy).
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+BATCH_WAIT_BUCKETS = (
+    0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+BATCH_SIZE = Histogram(
+    "proxy_batch_size",
+    "Prompts in each batch sent upstream by a model with batching, by model.",
+    ["model"],
+    buckets=BATCH_SIZE_BUCKETS,
+)
+BATCH_WAIT_SECONDS = Histogram(
+    "proxy_batch_wait_seconds",
+    "Time a request of a model with batching waited for its batch to be sent, by model.",
+    ["model"],
+    buckets=BATCH_WAIT_BUCKETS,
+)
+BATCHED_REQUESTS = Counter(
+    "proxy_batched_requests",
+    "Requests sent upstream in batches, by model (upstream calls per request: "
+    "proxy_batch_upstream_calls_total / proxy_batched_requests_total).",
+    ["model"],
+)
+BATCH_CALLS = Counter(
+    "proxy_batch_upstream_calls",
+    "Upstream calls that carried a batch, retries included, by model.",
+    ["model"],
+)
+
 
 def exposition() -> bytes:
     """Every metric in Prometheus' text format: this process's, or with several workers the

@@ -8,8 +8,7 @@ import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import internal_error_envelope
-from app.handlers import json_response
+from app.handlers import error_dialect, internal_error_response
 from app.ids import IdGenerator
 from app.telemetry import Telemetry
 
@@ -23,8 +22,8 @@ class TelemetryMiddleware:
 
     The id is the client's `x-request-id` when it is safe, else a new one. It is put in
     `scope["request_id"]` (forwarded upstream, logged) and returned in the `x-request-id`
-    response header. An unsafe id (too long, odd characters, a header-injection attempt) is
-    replaced, never echoed.
+    response header (and Anthropic's `request-id` on its paths). An unsafe id (too long, odd
+    characters, a header-injection attempt) is replaced, never echoed.
 
     API requests (all but probes and scrapes) also get a `RequestRecord` in `scope["record"]`,
     the timing headers `x-proxy-overhead-ms` and `x-upstream-latency-ms`, and, once the response
@@ -43,7 +42,7 @@ class TelemetryMiddleware:
             return
         request_id = _incoming_id(scope) or self._ids.next_hex()
         scope["request_id"] = request_id
-        id_header = (b"x-request-id", request_id.encode("ascii"))
+        id_headers = _id_headers(scope["path"], request_id)
         record = self.telemetry.start(scope, request_id)
         started = False
 
@@ -52,7 +51,7 @@ class TelemetryMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 timing = () if record is None else record.response_started(message["status"])
-                message["headers"] = [*message.get("headers", ()), id_header, *timing]
+                message["headers"] = [*message.get("headers", ()), *id_headers, *timing]
             await send(message)
 
         if record is not None:
@@ -66,9 +65,7 @@ class TelemetryMiddleware:
             # after its 500, so that the server would close a keep-alive connection the
             # client may be about to reuse.
             log.error("unexpected error handling request %s", request_id, exc_info=True)
-            await json_response(internal_error_envelope(request_id), 500)(
-                scope, receive, send_observed
-            )
+            await internal_error_response(scope["path"], request_id)(scope, receive, send_observed)
         except BaseException as exc:
             if record is not None and not record.status:
                 record.status = 499 if isinstance(exc, asyncio.CancelledError) else 500
@@ -76,6 +73,16 @@ class TelemetryMiddleware:
         finally:
             if record is not None:
                 self.telemetry.finish(record, scope.get("key_name") or "")
+
+
+def _id_headers(path: str, request_id: str) -> tuple[tuple[bytes, bytes], ...]:
+    """`x-request-id`, and the API's own name for it where it has one (Anthropic's
+    `request-id`)."""
+    encoded = request_id.encode("ascii")
+    names = error_dialect(path).id_headers
+    if not names:  # the OpenAI routes: no generator on the hot path
+        return ((b"x-request-id", encoded),)
+    return ((b"x-request-id", encoded), *((name, encoded) for name in names))
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -82,6 +82,15 @@ class TLSConfig(Strict):
         return self.model_copy(update=update) if update else self
 
 
+class BatchingConfig(Strict):
+    """Micro-batching (app.batching): concurrent requests that would send the same upstream
+    call parameters go upstream as one call of up to `max_batch` prompts, sent when full or
+    `max_wait_ms` after its first request (0: with only the requests already waiting)."""
+
+    max_batch: int = Field(default=16, ge=1, le=4096)
+    max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
+
+
 class DeploymentConfig(Strict):
     """One upstream serving a model. Unset fields take the model's values."""
 
@@ -94,6 +103,8 @@ class DeploymentConfig(Strict):
     proxy: str | None = None  # see ModelConfig
     trust_env: bool | None = None
     tls: TLSConfig | None = None  # replaces the model's as a whole
+    # This server's batch limits (needs the model's `batching`): see ModelConfig.batch_limits
+    batching: BatchingConfig | None = None
 
     _http_url = field_validator("api_base")(_check_http_url)
     _header_safe = field_validator("headers")(_check_headers)
@@ -176,6 +187,8 @@ class ModelConfig(Strict):
     tool_format: ToolFormat | None = None
     reasoning: Literal["think_tags", "none"] = "none"
     output_retries: int = Field(default=1, ge=0, le=5)
+    # Micro-batching of concurrent requests into one upstream call (app.batching); None: off.
+    batching: BatchingConfig | None = None
 
     @field_validator("api_base")
     @classmethod
@@ -208,7 +221,34 @@ class ModelConfig(Strict):
             raise ValueError("forward_client_auth and an Authorization header exclude each other")
         if self.max_tokens_cap is not None and self.defaults.max_tokens > self.max_tokens_cap:
             raise ValueError("defaults.max_tokens is above max_tokens_cap")
+        if self.batching is None and any(d.batching for d in self.deployments):
+            raise ValueError("a deployment's 'batching' needs the model's 'batching' on")
         return self
+
+    @property
+    def batch_limits(self) -> BatchingConfig | None:
+        """The batching every deployment can take (None: off). A deployment's `batching`
+        takes the model's values for the fields it leaves out; a batch may go to any of the
+        model's deployments (a retry moves it), so each limit is the smallest of theirs."""
+        model = self.batching
+        if model is None:
+            return None
+        own = [d.batching for d in self.deployments if d.batching is not None]
+        if not own:
+            return model
+        every = [
+            (
+                b.max_batch if "max_batch" in b.model_fields_set else model.max_batch,
+                b.max_wait_ms if "max_wait_ms" in b.model_fields_set else model.max_wait_ms,
+            )
+            for b in own
+        ]
+        if len(own) < len(self.deployments):
+            every.append((model.max_batch, model.max_wait_ms))
+        return BatchingConfig.model_construct(  # each value was checked already
+            max_batch=min(size for size, _ in every),
+            max_wait_ms=min(wait for _, wait in every),
+        )
 
     @property
     def upstream_name(self) -> str:

@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -34,6 +34,7 @@ class StoreUnavailable(Exception):
 class StoredResponse:
     response: dict[str, Any]  # the Response object as answered; its "id" is the key
     turns: list[dict[str, Any]]  # the conversation through this response's output
+    input_items: list[dict[str, Any]] = field(default_factory=list)  # its input, as listed back
 
     @property
     def id(self) -> str:
@@ -46,6 +47,24 @@ class ResponseStore(Protocol):
     async def get(self, owner: str, response_id: str) -> StoredResponse | None: ...
 
     async def delete(self, owner: str, response_id: str) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+def open_response_store(
+    redis_url: str | None,
+    *,
+    ttl: float,
+    max_entries: int,
+    timeout: float = 1.0,
+    prefix: str = "clp:response",
+) -> ResponseStore:
+    """The store the proxy keeps responses in: Redis when it has a URL, else this process's
+    memory. Nothing is connected yet: redis-py connects on the first call."""
+    if redis_url is None:
+        return MemoryResponseStore(max_entries=max_entries, ttl=ttl)
+    redis = Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return RedisResponseStore(redis, ttl=ttl, prefix=prefix)
 
 
 class MemoryResponseStore:
@@ -82,6 +101,9 @@ class MemoryResponseStore:
         del self._entries[(owner, response_id)]
         return True
 
+    async def aclose(self) -> None:
+        self._entries.clear()
+
 
 class RedisResponseStore:
     """In Redis, shared by every replica on it: one string per response, expiring after `ttl`."""
@@ -97,7 +119,9 @@ class RedisResponseStore:
         return f"{self._prefix}:{digest}:{response_id}"
 
     async def put(self, owner: str, stored: StoredResponse) -> None:
-        value = orjson.dumps({"response": stored.response, "turns": stored.turns})
+        value = orjson.dumps(
+            {"response": stored.response, "turns": stored.turns, "items": stored.input_items}
+        )
         try:
             await self._redis.set(self._key(owner, stored.id), value, px=self._ttl_ms)
         except RedisError as exc:
@@ -111,7 +135,9 @@ class RedisResponseStore:
         if value is None:
             return None
         data = orjson.loads(value)
-        return StoredResponse(response=data["response"], turns=data["turns"])
+        return StoredResponse(
+            response=data["response"], turns=data["turns"], input_items=data.get("items", [])
+        )
 
     async def delete(self, owner: str, response_id: str) -> bool:
         try:
@@ -119,3 +145,6 @@ class RedisResponseStore:
         except RedisError as exc:
             raise StoreUnavailable(f"Redis did not answer: {exc}") from exc
         return bool(removed)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

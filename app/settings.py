@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         default=None,
-        description="Redis for rate limits shared by every worker and replica "
-        "(over the config's rate_limit.redis_url)",
+        description="Redis for rate limits (over the config's rate_limit.redis_url) and "
+        "stored responses, shared by every worker and replica",
     )
     demo_upstream: str | None = Field(
         default=None,

@@ -45,6 +45,7 @@ class Choice:
     reasoning: str | None = None
     problems: list[str] | None = None  # how the answer broke the form asked for (asked again)
     raw: str | None = None  # the whole answer as the model wrote it, prefill included
+    stop_sequence: str | None = None  # the stop sequence the text was cut at, if any
 
 
 def check_chat_features(request: ChatCompletionRequest) -> None:
@@ -192,14 +193,17 @@ def strip_echo(output: str, prompt: str, mode: StripPrompt) -> str:
     return output
 
 
-def apply_stop(text: str, stops: Iterable[str]) -> tuple[str, bool]:
-    """Cut the text before the earliest stop sequence; say whether one was found."""
+def apply_stop(text: str, stops: Iterable[str]) -> tuple[str, str | None]:
+    """Cut the text before the earliest stop sequence; say which one matched (None: none).
+    Of several starting at the same place, the first listed."""
     cut = len(text)
+    matched = None
     for stop in stops:
         position = text.find(stop)
         if position != -1 and position < cut:
             cut = position
-    return text[:cut], cut != len(text)
+            matched = stop
+    return text[:cut], matched
 
 
 def finish_choice(
@@ -221,10 +225,18 @@ def finish_choice(
     text = strip_echo(output, prompt, strip)
     if chat:
         text = text.lstrip()
-    text, stopped = apply_stop(text, stops)
+    matched = None
+    if stops:  # the plain path: no call
+        text, matched = apply_stop(text, stops)
     tokens = counter.count(text)
-    finish: FinishReason = "stop" if stopped or tokens < max_tokens else "length"
-    return Choice(index=index, text=text, finish_reason=finish, completion_tokens=tokens)
+    finish: FinishReason = "stop" if matched is not None or tokens < max_tokens else "length"
+    return Choice(
+        index=index,
+        text=text,
+        finish_reason=finish,
+        completion_tokens=tokens,
+        stop_sequence=matched,
+    )
 
 
 def usage(prompt_tokens: int, choices: Iterable[Choice]) -> dict[str, int]:

@@ -85,6 +85,50 @@ class Row:
         return asdict(self)
 
 
+def mean_row(rows: list[Row]) -> Row:
+    """One row for several measurements of the same scenario (--rounds): the mean of rates,
+    latencies and CPU, the sum of counts, the worst maximum and noise."""
+    if len(rows) == 1:
+        return rows[0]
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 3)
+
+    cpus = [r.proxy_cpu_ms_per_request for r in rows]
+    busy_keys = rows[0].cpu_busy_pct
+    busy = [r.proxy_cpu_pct for r in rows]
+    first = rows[0]
+    return Row(
+        scenario=first.scenario,
+        target=first.target,
+        upstream=first.upstream,
+        conc=first.conc,
+        stream=first.stream,
+        duration_s=sum(r.duration_s for r in rows),
+        requests=sum(r.requests for r in rows),
+        rps=mean([r.rps for r in rows]),
+        p50_ms=mean([r.p50_ms for r in rows]),
+        p90_ms=mean([r.p90_ms for r in rows]),
+        p99_ms=mean([r.p99_ms for r in rows]),
+        max_ms=max(r.max_ms for r in rows),
+        non2xx=sum(r.non2xx for r in rows),
+        socket_errors=sum(r.socket_errors for r in rows),
+        bad_bodies=sum(r.bad_bodies for r in rows),
+        checked=all(r.checked for r in rows),
+        errors=sum(r.errors for r in rows),
+        cpu_busy_pct={k: mean([r.cpu_busy_pct.get(k, 0.0) for r in rows]) for k in busy_keys},
+        noise_pct=max(r.noise_pct for r in rows),
+        proxy_cpu_ms_per_request=None if None in cpus else mean([c for c in cpus if c is not None]),
+        proxy_cpu_pct=None if None in busy else mean([b for b in busy if b is not None]),
+        first_bad=next((r.first_bad for r in rows if r.first_bad), None),
+        extra={
+            "rounds": len(rows),
+            "rps_min": min(r.rps for r in rows),
+            "rps_max": max(r.rps for r in rows),
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Layout:
     """Which CPUs the load (wrk, upstreams, this harness) and the proxy run on."""

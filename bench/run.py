@@ -40,7 +40,7 @@ from typing import Any, NoReturn
 
 import procs
 import report
-from load import BENCH_DIR, NOISY_PCT, Layout, Row, Scenario, run_row, wait_quiet
+from load import BENCH_DIR, NOISY_PCT, Layout, Row, Scenario, mean_row, run_row, wait_quiet
 from procs import Server, Servers, SetupError
 from slow_upstream import ANSWER
 
@@ -94,6 +94,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="before a row, wait up to S s for other CPU use < 10 %% [30; smoke 0]",
     )
     add("--retries", type=int, help="measure a noisy row again up to N times [1; smoke 0]")
+    add(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure each proxy's row N times, the order of the proxies reversed every other "
+        "round (2: ABBA, so that neither proxy gains from going second), and report their mean [1]",
+    )
     add("--out", type=Path, help="results folder [/tmp/custom-llm-proxy-bench/<UTC time>]")
     args = parser.parse_args(argv)
     if bool(args.compare_cmd) != bool(args.compare_url):
@@ -316,26 +323,36 @@ class Bench:
             if not stream or conc not in args.conc:  # the upstream does not stream
                 url = f"http://127.0.0.1:{self.upstream_port(upstream)}/"
                 self.measure(Scenario("direct", upstream, conc, url, check=check), direct_s)
-            for proxy, server in list(started):
-                chat = proxy.url + "/v1/chat/completions"
-                scenario = Scenario(proxy.target, upstream, conc, chat, model, stream)
-                try:
-                    self.measure(scenario, args.duration, server)
-                except SetupError as exc:
-                    if proxy.target != "compare":
-                        raise
-                    self.compare_failed(proxy, exc)
-                    started.remove((proxy, server))
-                    self.proxy_servers.remove(server)
-                    self.servers.stop(server)
+            taken: dict[str, list[Row]] = {}
+            for round_ in range(args.rounds):
+                order = list(started) if round_ % 2 == 0 else list(reversed(started))
+                for proxy, server in order:
+                    chat = proxy.url + "/v1/chat/completions"
+                    scenario = Scenario(proxy.target, upstream, conc, chat, model, stream)
+                    try:
+                        row = self.measure(scenario, args.duration, server, keep=False)
+                    except SetupError as exc:
+                        if proxy.target != "compare":
+                            raise
+                        self.compare_failed(proxy, exc)
+                        started.remove((proxy, server))
+                        self.proxy_servers.remove(server)
+                        self.servers.stop(server)
+                        taken.pop(proxy.target, None)
+                        continue
+                    taken.setdefault(proxy.target, []).append(row)
+            self.rows.extend(mean_row(rows) for rows in taken.values())
 
     def upstream_port(self, upstream: str) -> int:
         return self.args.nginx_port if upstream == "nginx" else self.args.slow_port
 
     # ------------------------------------------------------------ rows
 
-    def measure(self, scenario: Scenario, duration: float, server: Server | None = None) -> None:
-        """Measure a row for the table; a noisy one again (--retries), keeping the quietest."""
+    def measure(
+        self, scenario: Scenario, duration: float, server: Server | None = None, keep: bool = True
+    ) -> Row:
+        """Measure a row for the table (`keep`: add it now); a noisy one again (--retries),
+        keeping the quietest."""
         row = None
         for attempt in range(1 + self.args.retries):
             wait_quiet(self.layout, self.servers.pgids(), self.args.quiet_wait)
@@ -347,7 +364,8 @@ class Bench:
                 break
             print(f"  {scenario.name} c={scenario.conc}: {again.noise_pct:.0f} % foreign CPU")
         assert row is not None
-        self.rows.append(row)
+        if keep:
+            self.rows.append(row)
         cpu_ms = row.proxy_cpu_ms_per_request
         cpu = "" if cpu_ms is None else f", {cpu_ms} ms CPU/req"
         print(
@@ -355,6 +373,7 @@ class Bench:
             f"  p99 {row.p99_ms:.2f} ms  errors {row.errors}{cpu}",
             flush=True,
         )
+        return row
 
     def measure_once(
         self, scenario: Scenario, duration: float, server: Server | None, tag: str = ""

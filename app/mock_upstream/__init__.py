@@ -107,6 +107,10 @@ For every request, a `FaultPlan` (`create_mock_app(plan=...)`, or the options of
 - `seed` (`--seed N`): seeds the app's own `random.Random`; the same requests in the same order
   then get the same draws.
 - `reasoning` (`--reasoning`): answers begin with a `<think>` block (above).
+- `call_ms`, `prompt_ms`, `max_calls` (`--call-ms MS`, `--prompt-ms MS`, `--max-calls N`): a
+  GPU server's cost, after the latency: each call computes for `call_ms` + `prompt_ms` per
+  prompt in its list, at most `max_calls` calls at once; the others queue for their turn. A
+  list of prompts then costs little more than one, as on a GPU (app.batching's benchmark).
 A request's `x-mock-fault` replaces the error and fault draws, its `x-mock-delay-ms` the latency,
 its `x-mock-retry-after` the plan's `retry_after`.
 

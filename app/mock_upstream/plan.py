@@ -194,6 +194,16 @@ class FaultPlan:
     retry_after: int | None = None
     seed: int | None = None
     reasoning: bool = False  # every answer begins with a <think>…</think> block
+    # A GPU server's cost: each call computes for call_ms + prompt_ms per prompt, at most
+    # max_calls at once (None: no limit); the others queue for their turn.
+    call_ms: float = 0.0
+    prompt_ms: float = 0.0
+    max_calls: int | None = None
+
+    @property
+    def computes(self) -> bool:
+        """Calls cost compute time (or queue for a turn)."""
+        return bool(self.call_ms or self.prompt_ms or self.max_calls)
 
     def __post_init__(self) -> None:
         _check_rate("the error rate", self.error_rate)
@@ -206,6 +216,10 @@ class FaultPlan:
             raise ValueError("a fault rate needs a fault mode")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError(f"retry-after must be >= 0 seconds, not {self.retry_after}")
+        _check_ms("the call time", self.call_ms)
+        _check_ms("the prompt time", self.prompt_ms)
+        if self.max_calls is not None and self.max_calls < 1:
+            raise ValueError(f"max calls must be at least 1, not {self.max_calls}")
 
     def __str__(self) -> str:
         parts = [f"latency {self.latency}"]
@@ -220,4 +234,9 @@ class FaultPlan:
             parts.append(f"seed {self.seed}")
         if self.reasoning:
             parts.append("answers with reasoning")
+        if self.computes:
+            calls = "no limit" if self.max_calls is None else f"{self.max_calls} at once"
+            parts.append(
+                f"calls compute {self.call_ms:g} ms + {self.prompt_ms:g} ms per prompt ({calls})"
+            )
         return ", ".join(parts)

@@ -90,6 +90,9 @@ class _MockUpstream:
         self.plan = plan
         self.rng = random.Random(plan.seed)
         self.stats = _Stats()
+        # The GPU's turns: calls beyond max_calls wait here (asyncio.Semaphore binds to the
+        # running loop on first use, not here).
+        self.turns = asyncio.Semaphore(plan.max_calls) if plan.max_calls else None
 
     def __str__(self) -> str:
         return str(self.plan)
@@ -139,6 +142,8 @@ class _MockUpstream:
             delay_ms = draw_ms(self.plan.latency, self.rng)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
+        if self.plan.computes:
+            await self._compute(body)
         if fault is None:
             await _send_json(send, *_answer(body, self.plan.reasoning))
             return
@@ -146,6 +151,15 @@ class _MockUpstream:
         if retry_after is None:
             retry_after = self.plan.retry_after
         await _send_fault(_Exchange(fault, body, self.plan.reasoning, receive, send, retry_after))
+
+    async def _compute(self, body: bytes) -> None:
+        """A GPU server's time for the call: call_ms + prompt_ms per prompt, in its turn."""
+        seconds = (self.plan.call_ms + self.plan.prompt_ms * _prompt_count(body)) / 1000
+        if self.turns is None:
+            await asyncio.sleep(seconds)
+            return
+        async with self.turns:
+            await asyncio.sleep(seconds)
 
     def _fault(self, header: bytes | None) -> Fault | None:
         """The header's fault, else the plan's draws: first an error status, then the fault."""
@@ -168,6 +182,15 @@ def _answer(body: bytes, reasoning: bool) -> tuple[int, dict[str, Any]]:
     except orjson.JSONDecodeError:
         return 400, {"message": "request body is not valid JSON", "data": []}
     return complete(decoded, reasoning=reasoning)
+
+
+def _prompt_count(body: bytes) -> int:
+    """How many prompts a request carries (0 when it is not a valid one: it gets a 400)."""
+    try:
+        prompts = orjson.loads(body)["params"]["prompt"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return 0
+    return len(prompts) if isinstance(prompts, list) else 0
 
 
 def _header_delay(raw: bytes | None) -> float | None:

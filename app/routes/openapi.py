@@ -24,6 +24,7 @@ class DocumentedPost:
     path: str
     model: type[BaseModel]
     summary: str
+    errors: str = "An OpenAI error envelope"  # what its error answers carry
 
 
 def install_openapi(app: FastAPI, posts: list[DocumentedPost]) -> None:
@@ -65,7 +66,7 @@ def _path_item(post: DocumentedPost) -> dict[str, Any]:
                     "description": "The answer as JSON, or as server-sent events with stream",
                     "content": {"application/json": {}, "text/event-stream": {}},
                 },
-                "default": {"description": "An OpenAI error envelope"},
+                "default": {"description": post.errors},
             },
         }
     }

@@ -65,3 +65,10 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
     assert "ChatCompletionRequest" in schemas and "ChatMessage" in schemas
     body = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletionRequest")
+    errors = {
+        path: document["paths"][path]["post"]["responses"]["default"]["description"]
+        for path in ("/v1/chat/completions", "/v1/responses", "/v1/messages")
+    }
+    assert errors["/v1/chat/completions"] == errors["/v1/responses"] == "An OpenAI error envelope"
+    assert errors["/v1/messages"].startswith("An Anthropic error envelope")
+    assert "MessagesRequest" in schemas and "CreateResponse" in schemas

@@ -293,3 +293,16 @@ def test_the_figures_note_what_the_idle_proxies_used_during_a_row(report: Module
     assert "NOISY: 25 % CPU used by others" in table.rows[0][-1]
     assert "idle proxies" not in table.rows[1][-1]  # below 1 % of a core: not worth a word
     assert "NOISY" not in table.rows[1][-1]
+
+
+def test_rounds_of_one_scenario_make_one_mean_row(report: ModuleType) -> None:
+    load = importlib.import_module("load")  # on the path the report fixture set
+    first = make_row(report, "proxy", "nginx", 16, 1_000.0, p50=1.0, p99=3.0, cpu=0.2, noise=2.0)
+    second = make_row(report, "proxy", "nginx", 16, 3_000.0, p50=2.0, p99=5.0, cpu=0.4, noise=9.0)
+    row = load.mean_row([first, second])
+    assert (row.rps, row.p50_ms, row.p99_ms) == (2_000.0, 1.5, 4.0)
+    assert row.proxy_cpu_ms_per_request == pytest.approx(0.3)
+    assert row.requests == first.requests + second.requests
+    assert row.noise_pct == 9.0  # the worse of the two
+    assert row.extra == {"rounds": 2, "rps_min": 1_000.0, "rps_max": 3_000.0}
+    assert load.mean_row([first]) is first

@@ -34,6 +34,7 @@ MISSING = [tool for tool in TOOLS if shutil.which(tool) is None]
 def test_smoke_benchmark_has_no_errors(tmp_path: Path) -> None:
     # Without port options the benchmark picks free loopback ports itself.
     command = [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--with-floor"]
+    command += ["--rounds", "2"]  # ours, the floor, the floor, ours: one mean row each
     command += ["--out", str(tmp_path)]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
@@ -58,6 +59,8 @@ def test_smoke_benchmark_has_no_errors(tmp_path: Path) -> None:
         assert row["requests"] > 0, row
         assert row["errors"] == row["non2xx"] == row["bad_bodies"] == row["socket_errors"] == 0, row
         assert row["proxy_cpu_ms_per_request"] > 0, row
+        assert row["extra"]["rounds"] == 2, row
+        assert row["extra"]["rps_min"] <= row["rps"] <= row["extra"]["rps_max"], row
     floor_rows = [row for row in results["rows"] if row["target"] == "floor"]
     assert {(r["upstream"], r["conc"], r["stream"]) for r in floor_rows} == set(proxy_rows)
     for row in floor_rows:

@@ -275,6 +275,52 @@ async def _openai_agents(
         return stream.final_output
 
 
+def openai_agents_responses(
+    base_url: str, api_key: str, model: str = MODEL, *, streamed: bool = False
+) -> tuple[Any, WeatherTool]:
+    """The Agents SDK with its default model, OpenAIResponsesModel (its OpenAIProvider uses
+    the Responses API unless told otherwise), a function tool and output_type: the final
+    output and the tool with the calls it got."""
+    tool = WeatherTool()
+    output = asyncio.run(
+        _openai_agents_responses(base_url, api_key, model, [tool.get_weather], streamed=streamed)
+    )
+    return output, tool
+
+
+async def _openai_agents_responses(
+    base_url: str,
+    api_key: str,
+    model: str,
+    functions: list[Callable[[str], str]],
+    *,
+    streamed: bool,
+) -> Any:
+    from agents import Agent, OpenAIProvider, RunConfig, Runner, function_tool, set_tracing_disabled
+    from agents.models.openai_responses import OpenAIResponsesModel
+    from openai import AsyncOpenAI
+
+    set_tracing_disabled(True)
+    async with AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0) as client:
+        provider = OpenAIProvider(openai_client=client)  # the default provider, on our client
+        assert isinstance(provider.get_model(model), OpenAIResponsesModel)
+        agent = Agent(
+            name="weather",
+            instructions="Answer with the weather report; call the tools first.",
+            model=model,
+            tools=[function_tool(f, name_override=f.__name__) for f in functions],
+            output_type=WeatherReport,
+        )
+        config = RunConfig(model_provider=provider, tracing_disabled=True)
+        if not streamed:
+            result = await Runner.run(agent, QUESTION, max_turns=4, run_config=config)
+            return result.final_output
+        stream = Runner.run_streamed(agent, QUESTION, max_turns=4, run_config=config)
+        async for _event in stream.stream_events():
+            pass
+        return stream.final_output
+
+
 def instructor_run(python: Path, base_url: str, api_key: str, model: str = MODEL) -> dict[str, Any]:
     """`instructor_client.py` run by `python` (the instructor virtualenv): its printed JSON."""
     env = {**os.environ, "AGENT_BASE_URL": base_url, "AGENT_API_KEY": api_key, "AGENT_MODEL": model}

@@ -483,3 +483,33 @@ async def test_legacy_completions_are_cached_apart_from_chat(
     chat = await ask(proxy, "cached", marker)
     assert chat.headers["x-cache"] == "MISS" and upstream.calls_with(marker) == 2
     assert upstream.calls[-1] == upstream.calls[-2]  # the very same upstream call, twice
+
+
+async def test_an_answer_kept_from_chat_answers_the_messages_and_responses_doors(
+    proxy: Server, upstream: CountingUpstream
+) -> None:
+    marker = new_marker()
+    chat = await ask(proxy, "cached", marker, max_tokens=64)
+    assert chat.headers["x-cache"] == "MISS"
+    async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
+        messages = await http.post(
+            "/v1/messages",
+            json={
+                "model": "cached",
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": marker}],
+            },
+            headers={"x-api-key": ALICE, "anthropic-version": "2023-06-01"},
+        )
+        responses = await http.post(
+            "/v1/responses",
+            json={"model": "cached", "input": marker, "max_output_tokens": 64},
+            headers={"authorization": f"Bearer {ALICE}"},
+        )
+    assert messages.status_code == 200, messages.text
+    assert responses.status_code == 200, responses.text
+    assert (messages.headers["x-cache"], responses.headers["x-cache"]) == ("HIT", "HIT")
+    assert messages.json()["content"][0]["text"] == text_of(chat)
+    message = next(item for item in responses.json()["output"] if item["type"] == "message")
+    assert message["content"][0]["text"] == text_of(chat)
+    assert upstream.calls_with(marker) == 1

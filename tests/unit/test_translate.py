@@ -272,7 +272,7 @@ def test_strip_echo(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", CASES["apply_stop"], ids=_ids("apply_stop"))
 def test_apply_stop(case: dict[str, Any]) -> None:
-    assert apply_stop(case["text"], case["stops"]) == (case["expected"], case["stopped"])
+    assert apply_stop(case["text"], case["stops"]) == (case["expected"], case["matched"])
 
 
 # --- finish_choice & usage ----------------------------------------------------------------------

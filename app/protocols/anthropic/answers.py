@@ -5,8 +5,8 @@
     error_body(exc)                                (status, {"type": "error", "error": …})
 
 Stop reasons: a choice cut by the token limit is `max_tokens`, one that called tools is
-`tool_use`, one cut by a stop sequence is `stop_sequence` when the caller knows which one
-matched (`stop_sequence`; the core does not record it yet), anything else `end_turn`.
+`tool_use`, one cut by a stop sequence is `stop_sequence` (the core records which one matched:
+`Choice.stop_sequence`), anything else `end_turn`.
 """
 
 from __future__ import annotations
@@ -46,13 +46,18 @@ def tool_use_id(message_id: str, position: int) -> str:
     return f"toolu_{message_id.removeprefix('msg_')}{position:02x}"
 
 
-def stop_reason(choice: Choice, stop_sequence: str | None = None) -> str:
+def stop_reason(choice: Choice) -> str:
     """Anthropic's stop_reason for a finished choice."""
     if choice.calls:
         return "tool_use"
     if choice.finish_reason == "length":
         return "max_tokens"
-    return "stop_sequence" if stop_sequence is not None else "end_turn"
+    return "stop_sequence" if choice.stop_sequence is not None else "end_turn"
+
+
+def matched_stop(choice: Choice) -> str | None:
+    """The stop sequence the answer ended at: set only when that is its stop_reason."""
+    return None if choice.calls else choice.stop_sequence
 
 
 def message_usage(usage: dict[str, int]) -> dict[str, int]:
@@ -71,7 +76,6 @@ def to_message(
     model: str,
     choice: Choice,
     usage: dict[str, int],
-    stop_sequence: str | None = None,
 ) -> dict[str, Any]:
     """The `message` object for one finished choice (Anthropic has no `n`)."""
     return {
@@ -80,8 +84,8 @@ def to_message(
         "role": "assistant",
         "content": content_blocks(message_id, choice),
         "model": model,
-        "stop_reason": stop_reason(choice, stop_sequence),
-        "stop_sequence": stop_sequence,
+        "stop_reason": stop_reason(choice),
+        "stop_sequence": matched_stop(choice),
         "stop_details": None,  # Anthropic's refusal details: the custom endpoint has none
         "usage": message_usage(usage),
     }

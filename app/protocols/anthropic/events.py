@@ -22,7 +22,13 @@ from typing import Any
 import orjson
 
 from app.errors import ProxyError
-from app.protocols.anthropic.answers import content_blocks, error_body, message_usage, stop_reason
+from app.protocols.anthropic.answers import (
+    content_blocks,
+    error_body,
+    matched_stop,
+    message_usage,
+    stop_reason,
+)
 from app.translate import Choice
 
 Event = tuple[str, dict[str, Any]]
@@ -53,12 +59,11 @@ def message_events(
     model: str,
     choice: Choice,
     usage: dict[str, int],
-    stop_sequence: str | None = None,
     piece: int = JSON_PIECE,
 ) -> list[Event]:
     """The whole event sequence for one finished choice."""
     start = start_event(message_id, model, usage["prompt_tokens"])
-    return [start, *answer_events(message_id, choice, usage, stop_sequence, piece)]
+    return [start, *answer_events(message_id, choice, usage, piece)]
 
 
 def start_event(message_id: str, model: str, input_tokens: int = 0) -> Event:
@@ -83,7 +88,6 @@ def answer_events(
     message_id: str,
     choice: Choice,
     usage: dict[str, int],
-    stop_sequence: str | None = None,
     piece: int = JSON_PIECE,
 ) -> list[Event]:
     """Everything after `message_start`: the blocks, `message_delta`, `message_stop`."""
@@ -95,8 +99,8 @@ def answer_events(
         events.extend(_event("content_block_delta", index=index, delta=d) for d in deltas)
         events.append(_event("content_block_stop", index=index))
     delta = {
-        "stop_reason": stop_reason(choice, stop_sequence),
-        "stop_sequence": stop_sequence,
+        "stop_reason": stop_reason(choice),
+        "stop_sequence": matched_stop(choice),
         "stop_details": None,
     }
     # The whole usage, not only output_tokens: the SDK overwrites message_start's counts

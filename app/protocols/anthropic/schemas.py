@@ -63,13 +63,15 @@ class SystemBlock(_Model):
 class Tool(_Model):
     """A custom tool (no `type`, or "custom") or one of Anthropic's own (`bash_20250124`,
     `web_search_20250305`, …): those have no schema the model could be shown, and are left
-    out of the prompt."""
+    out of the prompt, as are tools with `defer_loading` (Anthropic loads them only once its
+    tool search finds them; Claude Code always sends a deferred placeholder)."""
 
     name: Annotated[str, Field(min_length=1, max_length=128)]
     type: str | None = None
     description: str | None = None
     input_schema: dict[str, Any] | None = None
     cache_control: Any = None
+    defer_loading: bool | None = None
 
 
 class ToolChoice(_Model):

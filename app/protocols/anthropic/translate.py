@@ -82,17 +82,18 @@ def to_output_spec(request: MessagesRequest | CountTokensRequest) -> OutputSpec:
     )
 
 
-def _is_custom(tool: Tool) -> bool:
-    return tool.type in (None, "custom")
+def _is_shown(tool: Tool) -> bool:
+    return tool.type in (None, "custom") and not tool.defer_loading
 
 
 def _tool_specs(tools: Sequence[Tool]) -> tuple[ToolSpec, ...]:
-    """The custom tools; Anthropic's own (bash, web search, …) have no schema to show the
-    model and are left out, as Claude Code may offer them to any model."""
+    """The custom tools the model sees; Anthropic's own (bash, web search, …) have no schema
+    to show the model and are left out, as Claude Code may offer them to any model, and so
+    are deferred ones (`defer_loading`), which Anthropic does not show its model either."""
     specs: list[ToolSpec] = []
     seen: set[str] = set()
     for index, tool in enumerate(tools):
-        if not _is_custom(tool):
+        if not _is_shown(tool):
             continue
         if tool.input_schema is None:
             raise InvalidRequest(

@@ -6,6 +6,8 @@
                                                 field OpenAI's schema requires
     in_progress(response)                       a finished response as it was when started
     failed(response, code, message)             the same response, failed
+    input_items(head, request)                  the request's input as the items
+                                                GET /v1/responses/{id}/input_items lists
 
 The output: a `reasoning` item when the model's reasoning parser found some (its text as
 `reasoning_text` content; there is no summary to give), a `message` with one `output_text`
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.protocols.responses.schemas import CreateResponse, ResponseTool
+from app.protocols.responses.schemas import ContentPart, CreateResponse, InputItem, ResponseTool
 from app.translate import Choice
 
 _RATE_LIMIT_CODES = frozenset({"rate_limit_exceeded", "upstream_rate_limited"})
@@ -205,3 +207,66 @@ def _tool_echo(tool: ResponseTool) -> dict[str, Any]:
         "parameters": tool.parameters or {"type": "object", "properties": {}},
         "strict": bool(tool.strict),
     }
+
+
+def input_items(head: ResponseHead, request: CreateResponse) -> list[dict[str, Any]]:
+    """The request's `input` as OpenAI lists it back: each item with an id (the client's, or
+    one derived from the response's) and a status; a string input is one user message.
+    The input has passed `translate.to_ask`, so every item is of a kind it takes."""
+    given = request.input
+    if given is None:
+        return []
+    if isinstance(given, str):
+        given = [InputItem(role="user", content=given)]
+    return [_input_item(head, index, item) for index, item in enumerate(given)]
+
+
+def _input_item(head: ResponseHead, index: int, item: InputItem) -> dict[str, Any]:
+    kind = item.type or "message"
+    made = f"{head.digits}i{index:03x}"
+    if kind == "function_call":
+        return {
+            "id": item.id or f"fc_{made}",
+            "type": "function_call",
+            "call_id": item.call_id,
+            "name": item.name,
+            "arguments": item.arguments,
+            "status": "completed",
+        }
+    if kind == "function_call_output":
+        output = item.output
+        return {
+            "id": item.id or f"fco_{made}",
+            "type": "function_call_output",
+            "call_id": item.call_id,
+            "output": output if isinstance(output, str) else _parts("user", output or []),
+            "status": "completed",
+        }
+    if kind == "reasoning":
+        return {**item.model_dump(exclude_none=True), "id": item.id or f"rs_{made}"} | {
+            "summary": (item.model_extra or {}).get("summary") or []
+        }
+    content = item.content
+    role = item.role or "user"
+    parts = _parts(
+        role,
+        [ContentPart(type="input_text", text=content)]
+        if isinstance(content, str)
+        else content or [],
+    )
+    return {
+        "id": item.id or f"msg_{made}",
+        "type": "message",
+        "role": role,
+        "content": parts,
+        "status": "completed",
+    }
+
+
+def _parts(role: str, parts: list[ContentPart]) -> list[dict[str, Any]]:
+    if role == "assistant":
+        return [
+            {"type": "output_text", "text": part.text or "", "annotations": [], "logprobs": []}
+            for part in parts
+        ]
+    return [{"type": "input_text", "text": part.text or ""} for part in parts]

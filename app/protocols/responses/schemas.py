@@ -1,7 +1,8 @@
 """Request models for POST /v1/responses, in OpenAI's field order (CreateResponse).
 
-Strict like `app.schemas.openai`: "0.5" is not a number. Unknown fields are allowed (the SDK's
-`extra_body`). Input items are typed loosely here, one model for every kind, so that
+Strict like `app.schemas.openai`: "0.5" is not a number. Unknown fields are kept, so that
+`translate.check_features` refuses them by name (as OpenAI does), except `top_k`, the custom
+format's own knob. Input items are typed loosely here, one model for every kind, so that
 `app.protocols.responses.translate` can refuse what does not fit with the exact `param`
 (`input[2].arguments`) instead of a union's unreadable error. Tools other than functions are
 accepted and left out of the prompt (Codex always sends some); fields that change nothing here
@@ -118,3 +119,15 @@ class CreateResponse(BaseModel):
     truncation: Any = None
     service_tier: Any = None
     user: Any = None
+    safety_identifier: Any = None
+    stream_options: Any = None
+    max_tool_calls: Any = None  # built-in tools' calls; none run here
+    context_management: Any = None
+    moderation: Any = None
+    prompt_cache_options: Any = None
+    prompt_cache_retention: Any = None
+    # OpenAI's, refused when set (app.protocols.responses.translate.check_features).
+    background: bool | None = None
+    conversation: Any = None
+    prompt: Any = None
+    top_logprobs: int | None = None

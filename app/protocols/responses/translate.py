@@ -1,5 +1,6 @@
 """A Responses request, translated into the API-neutral Ask (pure).
 
+    check_features(request)          a 400 for what cannot be done here, or is not the API's
     to_ask(request, earlier_turns)   the whole request as an Ask (app.generation):
                                      `instructions` as the first system turn, then the turns
                                      of a stored earlier response, then `input`; the system
@@ -43,6 +44,37 @@ _ROLES = frozenset({"user", "assistant", "system", "developer"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def check_features(request: CreateResponse) -> None:
+    """Refuse, with the offending `param`, what the custom endpoint cannot do, and any
+    parameter the Responses API does not have (as OpenAI does: `unknown_parameter`)."""
+    for name in request.model_extra or ():
+        hint = " (the Responses API makes one answer per request)" if name == "n" else ""
+        raise InvalidRequest(
+            f"Unknown parameter: '{name}'{hint}.", param=name, code="unknown_parameter"
+        )
+    refused = (
+        ("background", request.background, "background responses are not supported"),
+        (
+            "conversation",
+            request.conversation,
+            "conversations are not supported: use 'previous_response_id'",
+        ),
+        (
+            "prompt",
+            request.prompt,
+            "stored prompt templates are not supported: send 'instructions' and 'input'",
+        ),
+        (
+            "top_logprobs",
+            request.top_logprobs,
+            "log probabilities are not supported by the custom endpoint",
+        ),
+    )
+    for name, value, why in refused:
+        if value not in (None, False, 0):
+            raise UnsupportedParameter(f"'{name}': {why}.", param=name)
 
 
 def to_ask(request: CreateResponse, earlier_turns: Sequence[dict[str, Any]] | None = None) -> Ask:

@@ -21,7 +21,7 @@ MESSAGE_ID = "msg_0123abcd"
 
 @pytest.mark.parametrize(("choice", "stop"), [c[1:] for c in CHOICES], ids=IDS)
 def test_the_answer_is_a_valid_sdk_message(choice: Choice, stop: str | None) -> None:
-    body = to_message(MESSAGE_ID, "claude-x", choice, USAGE, stop)
+    body = to_message(MESSAGE_ID, "claude-x", choice, USAGE)
     message = Message.model_validate(body)
     assert message.to_dict() == body  # every field known to the SDK, none lost
     assert (message.usage.input_tokens, message.usage.output_tokens) == (21, 9)
@@ -56,7 +56,7 @@ def test_blocks_come_as_thinking_text_tool_use_with_unique_ids() -> None:
 )
 def test_stop_reasons_and_text_blocks(index: int, reason: str, blocks: list[object] | None) -> None:
     _name, choice, stop = CHOICES[index]
-    body = to_message(MESSAGE_ID, "claude-x", choice, USAGE, stop)
+    body = to_message(MESSAGE_ID, "claude-x", choice, USAGE)
     assert body["stop_reason"] == reason
     if blocks is not None:
         assert body["content"] == blocks

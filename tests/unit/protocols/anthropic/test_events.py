@@ -33,13 +33,14 @@ ASK = {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": 
 def test_the_sdk_rebuilds_exactly_the_json_answer(
     choice: Choice, stop: str | None, piece: int, sdk_answering: Answer
 ) -> None:
-    events = message_events(MESSAGE_ID, "claude-x", choice, USAGE, stop, piece=piece)
+    events = message_events(MESSAGE_ID, "claude-x", choice, USAGE, piece=piece)
     body = PING + sse_body(events[:1]) + PING + sse_body(events[1:])
     client = sdk_answering(body, 200, "text/event-stream")
     with client.messages.stream(**ASK) as stream:
         seen = [event.type for event in stream]
         final = stream.get_final_message()
-    assert final.to_dict() == to_message(MESSAGE_ID, "claude-x", choice, USAGE, stop)
+    assert final.to_dict() == to_message(MESSAGE_ID, "claude-x", choice, USAGE)
+    assert final.stop_sequence == stop
     assert seen[0] == "message_start" and seen[-1] == "message_stop"
 
 
@@ -49,12 +50,11 @@ def test_an_early_start_with_no_counts_still_rebuilds_the_answer(
 ) -> None:
     """message_start sent before the upstream answered (then pings while it works)."""
     early = start_event(MESSAGE_ID, "claude-x")
-    body = (
-        sse_body([early]) + PING + PING + sse_body(answer_events(MESSAGE_ID, choice, USAGE, stop))
-    )
+    body = sse_body([early]) + PING + PING + sse_body(answer_events(MESSAGE_ID, choice, USAGE))
     with sdk_answering(body, 200, "text/event-stream").messages.stream(**ASK) as stream:
         final = stream.get_final_message()
-    assert final.to_dict() == to_message(MESSAGE_ID, "claude-x", choice, USAGE, stop)
+    assert final.to_dict() == to_message(MESSAGE_ID, "claude-x", choice, USAGE)
+    assert final.stop_sequence == stop
 
 
 def test_the_event_sequence_and_indexes() -> None:

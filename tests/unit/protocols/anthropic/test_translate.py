@@ -361,6 +361,13 @@ def test_custom_tools_are_offered_and_anthropics_own_tools_left_out() -> None:
         {"type": "custom", "name": "ping", "input_schema": {"type": "object"}},
         {"type": "bash_20250124", "name": "bash"},
         {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+        # Claude Code's placeholder for tools its tool search loads later
+        {
+            "name": "DeferredToolPlaceholder",
+            "description": "never call this tool",
+            "input_schema": {"type": "object", "properties": {}},
+            "defer_loading": True,
+        },
     ]
     spec = to_output_spec(request(tools=tools))
     assert spec.tools == (

@@ -14,7 +14,13 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
 from app.output.types import ToolCall
-from app.protocols.responses.answers import ResponseHead, call_id, started, to_response
+from app.protocols.responses.answers import (
+    ResponseHead,
+    call_id,
+    input_items,
+    started,
+    to_response,
+)
 from app.protocols.responses.events import (
     failed_event,
     failed_events,
@@ -329,3 +335,38 @@ def test_a_stream_that_failed_before_any_output_opens_then_fails() -> None:
     assert seen[-1].response.id == HEAD.id
     assert seen[-1].response.error is not None
     assert seen[-1].response.error.message == "Took too long."
+
+
+def test_input_items_are_listed_back_as_openai_lists_them() -> None:
+    head = ResponseHead(id="resp_0a1b", created_at=1, model="m")
+    request = CreateResponse.model_validate(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "hi"},
+                {"type": "message", "role": "assistant", "content": "hello", "id": "msg_9"},
+                {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "x"},
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c", "output": "ok"},
+            ],
+        }
+    )
+    items = input_items(head, request)
+    for item in items:
+        validate_openai("ItemResource", item)
+    assert [item["id"] for item in items] == [
+        "msg_0a1bi000",
+        "msg_9",
+        "rs_1",
+        "fc_0a1bi003",
+        "fco_0a1bi004",
+    ]
+    [part] = items[1]["content"]
+    assert (part["type"], part["text"]) == ("output_text", "hello")
+    text = CreateResponse.model_validate({"model": "m", "input": "just this"})
+    [only] = input_items(head, text)
+    assert (only["role"], only["content"]) == (
+        "user",
+        [{"type": "input_text", "text": "just this"}],
+    )
+    assert input_items(head, CreateResponse.model_validate({"model": "m"})) == []

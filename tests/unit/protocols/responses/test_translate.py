@@ -13,12 +13,13 @@ from app.errors import InvalidRequest
 from app.output.types import ToolSpec
 from app.protocols.responses.schemas import CreateResponse
 from app.protocols.responses.translate import (
+    check_features,
     output_turns,
     to_ask,
     to_output_spec,
     turns_to_store,
 )
-from tests.openai_spec import validate_openai
+from tests.openai_spec import schemas, validate_openai
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "responses"
 TURN_CASES = json.loads((DATA / "turns.json").read_text())
@@ -174,9 +175,55 @@ def test_fields_that_change_nothing_are_accepted() -> None:
         stream=True,
         metadata={"k": "v"},
         previous_response_id="resp_1",
-        something_new={"x": 1},
+        safety_identifier="s",
+        stream_options={"include_obfuscation": False},
+        max_tool_calls=3,
+        prompt_cache_retention="24h",
+        background=False,
+        top_logprobs=0,
+        top_k=40,
     )
+    check_features(parsed)
     assert to_ask(parsed).turns == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "param", "code"),
+    [
+        ({"n": 2}, "n", "unknown_parameter"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty", "unknown_parameter"),
+        ({"background": True}, "background", "unsupported_parameter"),
+        ({"conversation": "conv_1"}, "conversation", "unsupported_parameter"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt", "unsupported_parameter"),
+        ({"top_logprobs": 2}, "top_logprobs", "unsupported_parameter"),
+    ],
+)
+def test_what_the_api_lacks_or_cannot_be_done_here_is_a_400(
+    fields: dict[str, Any], param: str, code: str
+) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        check_features(request(**fields))
+    assert (refused.value.param, refused.value.code) == (param, code)
+    assert f"'{param}'" in refused.value.message
+
+
+def test_every_parameter_of_openais_create_response_is_known() -> None:
+    # None of OpenAI's own parameters is refused as unknown: each is used, ignored or
+    # refused by name (check_features).
+    found: dict[str, Any] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                walk(schemas()[node["$ref"].rsplit("/", 1)[-1]])
+            for key in ("allOf", "anyOf", "oneOf"):
+                for part in node.get(key, ()):
+                    walk(part)
+            found.update(node.get("properties", {}))
+
+    walk(schemas()["CreateResponse"])
+    assert "input" in found and "previous_response_id" in found
+    assert set(found) <= set(CreateResponse.model_fields)
 
 
 @pytest.mark.parametrize(
