@@ -501,6 +501,16 @@ async def test_an_answer_kept_from_chat_answers_the_messages_and_responses_doors
             },
             headers={"x-api-key": ALICE, "anthropic-version": "2023-06-01"},
         )
+        streamed = await http.post(
+            "/v1/messages",
+            json={
+                "model": "cached",
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": marker}],
+                "stream": True,
+            },
+            headers={"x-api-key": ALICE, "anthropic-version": "2023-06-01"},
+        )
         responses = await http.post(
             "/v1/responses",
             json={"model": "cached", "input": marker, "max_output_tokens": 64},
@@ -510,6 +520,8 @@ async def test_an_answer_kept_from_chat_answers_the_messages_and_responses_doors
     assert responses.status_code == 200, responses.text
     assert (messages.headers["x-cache"], responses.headers["x-cache"]) == ("HIT", "HIT")
     assert messages.json()["content"][0]["text"] == text_of(chat)
+    assert streamed.headers["x-cache"] == "HIT"
+    assert "event: message_stop" in streamed.text and text_of(chat) in streamed.text
     message = next(item for item in responses.json()["output"] if item["type"] == "message")
     assert message["content"][0]["text"] == text_of(chat)
     assert upstream.calls_with(marker) == 1
