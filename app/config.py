@@ -47,6 +47,7 @@ from pydantic import (
 from app.aliases import alias_conflicts
 from app.model_config import (
     BatchingConfig,
+    CacheConfig,
     CooldownConfig,
     DeploymentConfig,
     ModelConfig,
@@ -60,6 +61,7 @@ from app.model_config import (
 __all__ = [
     "ApiKeyConfig",
     "BatchingConfig",
+    "CacheConfig",
     "ConfigError",
     "CooldownConfig",
     "CorsConfig",
@@ -176,6 +178,7 @@ _EXPOSED_HEADERS = [
     "x-proxy-overhead-ms",
     "x-upstream-latency-ms",
     "retry-after",
+    "x-cache",
     "x-ratelimit-limit-requests",
     "x-ratelimit-remaining-requests",
     "x-ratelimit-reset-requests",

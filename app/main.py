@@ -22,6 +22,7 @@ from app.middleware import TelemetryMiddleware
 from app.pool_waits import PoolWaitReporter
 from app.protocols.anthropic.schemas import CountTokensRequest, MessagesRequest
 from app.protocols.responses.schemas import CreateResponse
+from app.response_cache import build_response_cache
 from app.response_store import open_response_store
 from app.routes import chat, completions, health, messages, metrics, models, responses
 from app.routes.fast_dispatch import FastDispatch
@@ -165,6 +166,9 @@ def create_app(
             timeout=stored.redis_timeout,
             prefix=stored.key_prefix,
         )
+        cache = build_response_cache(router.routes, settings.redis_url)
+        if cache is not None:
+            log.info("response cache: %s, for %s", cache.description, ", ".join(cache.models))
         upstream = upstream_factory(config)
         gc_follower = None
         if tune_gc:
@@ -181,6 +185,7 @@ def create_app(
             ids=IdGenerator(),
             limiter=limiter,
             responses=response_store,
+            cache=cache,
         )
         telemetry.start_flushing()
         try:
@@ -189,6 +194,8 @@ def create_app(
             if gc_follower is not None:
                 gc_follower.stop()
             telemetry.close()
+            if cache is not None:
+                await cache.aclose()
             await upstream.aclose()
             await response_store.aclose()
             if limiter is not None:

@@ -140,6 +140,26 @@ CLIENT_DISCONNECTS = Counter(
     "Requests whose client went away before the answer, by model.",
     ["model"],
 )
+CACHE_REQUESTS = Counter(
+    "proxy_cache_requests",
+    "Requests of models with a response cache, by model and outcome: hit (answered from the "
+    "cache, or by an identical request's upstream call in flight), miss (looked up, not "
+    "found: the answer came from its own upstream call), bypass (not looked up: not at "
+    "temperature 0, or Cache-Control: no-cache).",
+    ["model", "outcome"],
+)
+CACHE_COALESCED = Counter(
+    "proxy_cache_coalesced",
+    "Cache hits that waited for an identical request's upstream call in flight (single "
+    "flight) instead of making their own, by model.",
+    ["model"],
+)
+CACHE_ERRORS = Counter(
+    "proxy_cache_errors",
+    "Response cache reads (get) or writes (put) its store (Redis) could not do, by model; a "
+    "failed read is served as a miss.",
+    ["model", "op"],
+)
 
 # Micro-batching (app.batching): prompts per upstream call, and how long a request waited for
 # its batch to be sent (at most the model's max_wait_ms, unless the loop was busy).

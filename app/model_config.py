@@ -127,6 +127,16 @@ class QueueConfig(Strict):
     timeout: float = Field(default=30.0, gt=0)
 
 
+class CacheConfig(Strict):
+    """The exact response cache (app.response_cache): a finished answer is kept `ttl` seconds,
+    at most `max_entries` of them per model in memory (least recently used out first). Only
+    answers at temperature 0 are kept unless `any_temperature`."""
+
+    ttl: float = Field(default=600.0, gt=0)
+    max_entries: int = Field(default=10_000, ge=1)
+    any_temperature: bool = False
+
+
 class ModelConfig(Strict):
     """One model clients can ask for by `name`: `api_base` or a list of `deployments`."""
 
@@ -160,6 +170,10 @@ class ModelConfig(Strict):
     tokenizer: Path | None = None
     owned_by: str = "custom-llm-proxy"
     log_content: bool | None = None  # prompt and completion in the access log; None: top level's
+    # Exact response cache (app.response_cache); None: off. `cache: true` takes the defaults.
+    # Entries are the client key's own unless `cache_scope` is global (shared by every key).
+    cache: CacheConfig | None = None
+    cache_scope: Literal["key", "global"] = "key"
     rpm: int | None = Field(default=None, ge=1)  # for all keys together, per minute
     tpm: int | None = Field(default=None, ge=1)
     # How the upstream is reached (app.upstream_network): an explicit forward proxy, else the
@@ -183,6 +197,13 @@ class ModelConfig(Strict):
 
     _header_safe = field_validator("headers")(_check_headers)
     _proxy_url = field_validator("proxy")(_check_proxy_url)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_switch(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _one_upstream_form(self) -> ModelConfig:

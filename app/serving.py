@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from starlette.responses import Response
@@ -39,6 +40,7 @@ from app.limits import Grant
 from app.limits.limiter import WithHeaders
 from app.metrics import FALLBACKS
 from app.output.spec import OutputSpec
+from app.response_cache import CacheHeader, Run
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling
 from app.schemas.openai import SamplingFields
@@ -84,9 +86,10 @@ class Generation:
 class Finished:
     choices: list[Choice]
     usage: dict[str, int]
+    fallback: str = ""  # the fallback model that answered ("": the model asked)
 
 
-Answer = Response | KeepAliveSSE[Any] | WithHeaders
+Answer = Response | KeepAliveSSE[Any] | WithHeaders | CacheHeader
 BuildAnswer = Callable[[AnswerHead, Sequence[Choice], dict[str, int]], dict[str, Any]]
 BuildChunks = Callable[[AnswerHead, Sequence[Choice], dict[str, int] | None], list[dict[str, Any]]]
 
@@ -157,6 +160,7 @@ def openai_door(
 async def generate(state: ProxyState, job: Generation, request_id: str) -> Finished:
     """Ask the upstream for every prompt in one request and finish each output."""
     record = job.record
+    fallback = ""
     try:
         outputs = await state.dispatcher.complete(
             job.route, job.prompts, job.sampling, request_id, record, job.client_key
@@ -165,19 +169,27 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
         if not job.route.config.fallbacks or not _worth_falling_back(error):
             raise
         job, outputs = await _fall_back(state, job, error, request_id)
+        fallback = job.route.name
     if _needs_thread(job, outputs):
         finished = await _finish_in_thread(job, outputs)
     else:
         finished = finish(job, outputs)  # inline: no coroutine per request on the hot path
     if job.output is not None:
         finished = await _ask_until_valid(state, job, finished, request_id)
+    if fallback:
+        finished.fallback = fallback
     if record is not None:
-        record.count_tokens(finished.usage)
-        if record.log_content:
-            record.prompt = job.counted_prompts
-            # what the model wrote, its tool markup included (`raw`) when it was read for calls
-            record.completion = [choice.raw or choice.text for choice in finished.choices]
+        note_finished(record, job, finished)
     return finished
+
+
+def note_finished(record: RequestRecord, job: Generation, finished: Finished) -> None:
+    """The request's record learns its usage, and its texts where the model logs content."""
+    record.count_tokens(finished.usage)
+    if record.log_content:
+        record.prompt = job.counted_prompts
+        # what the model wrote, its tool markup included (`raw`) when it was read for calls
+        record.completion = [choice.raw or choice.text for choice in finished.choices]
 
 
 async def _finish_in_thread(job: Generation, outputs: list[str]) -> Finished:
@@ -303,12 +315,15 @@ async def serve_generation(
     door: Door,
     grant: Grant | None = None,
     record: RequestRecord | None = None,
+    cached: Run | None = None,
 ) -> Answer:
     """The HTTP answer for a generation, as JSON or as a stream, built by the client API's door.
 
     A rate-limit `grant` adds its x-ratelimit-* headers and is settled with the usage. The
     request's telemetry `record` learns the model here and the rest as the work goes. The work
     is cancelled when the client leaves: `connection` tells (app.disconnect), else `receive`.
+    `cached` is the request's way through its model's response cache (app.response_cache):
+    the answer may come from there, and carries `x-cache`.
     """
     if record is not None:
         record.bind(job.route, stream=stream)
@@ -317,7 +332,7 @@ async def serve_generation(
     if not stream:
         with DisconnectWatch(receive, connection) as watch:
             try:
-                finished = await _generate_settled(state, job, request_id, grant)
+                finished = await _generate_settled(state, job, request_id, grant, cached)
                 if keep is not None:
                     await keep(finished)
             except asyncio.CancelledError:
@@ -329,27 +344,37 @@ async def serve_generation(
                     "client closed the connection; upstream request cancelled"
                 ) from None
         headers = grant.headers if grant is not None and grant.headers else None
+        if cached is not None:
+            headers = {**(headers or {}), "x-cache": cached.outcome}
         return json_response(door.answer(finished), 200, headers)
 
     async def produce_stream() -> Finished:
-        finished = await _generate_settled(state, job, request_id, grant)
+        finished = await _generate_settled(state, job, request_id, grant, cached)
         if keep is not None:
             await keep(finished)
         return finished
 
-    answer = KeepAliveSSE(
+    answer: Answer = KeepAliveSSE(
         produce_stream,
         interval=state.config.stream_keepalive_seconds,
         request_id=request_id,
         framing=door,
     )
+    if cached is not None:
+        answer = CacheHeader(answer, cached)
     return WithHeaders(answer, grant.headers) if grant is not None and grant.headers else answer
 
 
 async def _generate_settled(
-    state: ProxyState, job: Generation, request_id: str, grant: Grant | None
+    state: ProxyState,
+    job: Generation,
+    request_id: str,
+    grant: Grant | None,
+    cached: Run | None = None,
 ) -> Finished:
     """`generate`, then the grant's token reservation settled with the usage (0 on failure)."""
+    if cached is not None:
+        return await _generate_cached(state, job, request_id, grant, cached)
     if grant is None:
         return await generate(state, job, request_id)
     tokens = 0
@@ -358,4 +383,26 @@ async def _generate_settled(
         tokens = finished.usage["total_tokens"]
     finally:
         grant.settle(tokens)
+    return finished
+
+
+async def _generate_cached(
+    state: ProxyState, job: Generation, request_id: str, grant: Grant | None, cached: Run
+) -> Finished:
+    """`generate` through the model's response cache. An answer this request did not make
+    an upstream call for (a hit) settles its token reservation at 0: token limits count what
+    the upstream generated. Its usage is reported all the same."""
+    tokens = 0
+    record = job.record
+    try:
+        finished = await cached.generate(partial(generate, state, job, request_id))
+        if cached.own_call:
+            tokens = finished.usage["total_tokens"]
+        elif record is not None:
+            note_finished(record, job, finished)
+    finally:
+        if record is not None:
+            record.cache = cached.outcome
+        if grant is not None:
+            grant.settle(tokens)
     return finished

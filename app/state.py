@@ -12,6 +12,7 @@ from app.config import ProxyConfig
 from app.dispatch import Dispatcher
 from app.ids import IdGenerator
 from app.limits import Limiter
+from app.response_cache import ResponseCache
 from app.response_store import MemoryResponseStore, ResponseStore
 from app.routing import Router
 from app.upstream import UpstreamClient
@@ -27,6 +28,7 @@ class ProxyState:
     fingerprint: str
     ids: IdGenerator
     limiter: Limiter | None = None  # None: no limits configured, nothing counted
+    cache: ResponseCache | None = None  # None: no model has a response cache
     # The Responses API's stored responses (app.response_store; main.py opens the configured one)
     responses: ResponseStore = field(
         default_factory=lambda: MemoryResponseStore(max_entries=1000, ttl=86400.0)

@@ -100,6 +100,7 @@ class ModelStats:
         "overhead",
         "first_byte",
         "disconnects",
+        "cache",
         "_in_flight_flushed",
     )
 
@@ -113,6 +114,7 @@ class ModelStats:
         self.overhead = LocalHistogram(metrics.OVERHEAD_BUCKETS)
         self.first_byte = LocalHistogram(metrics.LATENCY_BUCKETS)
         self.disconnects = 0
+        self.cache: dict[str, int] = {}  # response cache outcome (HIT, MISS, BYPASS) → count
         self._in_flight_flushed = -1 if model else 0  # a model's gauge shows from the start
 
     def flush(self) -> None:
@@ -136,6 +138,10 @@ class ModelStats:
         if self.disconnects:
             metrics.CLIENT_DISCONNECTS.labels(model).inc(self.disconnects)
             self.disconnects = 0
+        if self.cache:
+            for outcome, count in self.cache.items():
+                metrics.CACHE_REQUESTS.labels(model, outcome.lower()).inc(count)
+            self.cache.clear()
 
 
 @dataclass(slots=True, eq=False)  # made per request: plain init, no frozen checks
@@ -162,6 +168,7 @@ class RequestRecord:
     completion_tokens: int = 0
     prompt: list[str] | None = None  # only with log_content
     completion: list[str] | None = None
+    cache: str = ""  # the response cache's outcome (HIT, MISS, BYPASS); "": the model has none
 
     def bind(self, route: ModelRoute, *, stream: bool) -> None:
         """The request resolved to a model and will be served."""
@@ -261,6 +268,8 @@ class Telemetry:
         disconnected = record.status == 499
         if disconnected:
             stats.disconnects += 1
+        if record.cache:
+            stats.cache[record.cache] = stats.cache.get(record.cache, 0) + 1
         if access_log.isEnabledFor(logging.INFO):
             log_access(record, key_name, latency, disconnected)
 
@@ -321,6 +330,8 @@ def log_access(record: RequestRecord, key_name: str, latency: float, disconnecte
         "retries": record.retries,
         "client_disconnected": disconnected,
     }
+    if record.cache:
+        fields["cache"] = record.cache
     if record.prompt is not None:
         fields["prompt"] = record.prompt
         fields["completion"] = record.completion

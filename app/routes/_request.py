@@ -183,10 +183,14 @@ async def serve_job(
     door: Door,
 ) -> Answer:
     """A generation's common way out: the prompt size limit, the client's key for models that
-    forward it, the rate limits, then the answer (JSON or a stream), as the client API's `door`
-    builds it."""
+    forward it, its way through the model's response cache if it has one, the rate limits,
+    then the answer (JSON or a stream), as the client API's `door` builds it."""
     check_prompt_size(job.prompts, state.config.max_prompt_chars, prompt_param)
     keep_client_key(request, job)
+    cached = None
+    if job.route.config.cache is not None and state.cache is not None:
+        owner = key.label if key is not None else ""
+        cached = state.cache.run_for(job, owner, request.scope["headers"])
     grant = await admit(state, key, job)
     return await serve_generation(
         state,
@@ -198,4 +202,5 @@ async def serve_job(
         door=door,
         grant=grant,
         record=request.scope.get("record"),
+        cached=cached,
     )
