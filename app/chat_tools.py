@@ -28,17 +28,25 @@ from app.translate import chat_max_tokens, message_text, stop_sequences
 def needs_agent_path(chat: ChatCompletionRequest) -> bool:
     """Whether the request uses tools, a JSON format or tool turns; False keeps the plain,
     fastest path (string messages through the template, the output as text)."""
-    if chat.tools or (chat.response_format is not None and chat.response_format.type != "text"):
+    if _asks_output(chat):
         return True
     return any(m.role == "tool" or m.tool_calls for m in chat.messages)
+
+
+def _asks_output(chat: ChatCompletionRequest) -> bool:
+    """Tools offered, or an answer format other than text."""
+    response_format = chat.response_format
+    return bool(chat.tools) or (response_format is not None and response_format.type != "text")
 
 
 def to_ask(chat: ChatCompletionRequest) -> Ask:
     """The chat request in no API's terms (app.generation)."""
     param = "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens"
+    turns, tool_turns = _turns(chat.messages)
     return Ask(
-        turns=to_turns(chat.messages),
-        spec=to_output_spec(chat) if needs_agent_path(chat) else PLAIN,
+        turns=turns,
+        spec=to_output_spec(chat) if tool_turns or _asks_output(chat) else PLAIN,
+        tool_turns=tool_turns,
         max_tokens=chat_max_tokens(chat),
         max_tokens_param=param,
         temperature=chat.temperature,
@@ -119,6 +127,12 @@ def _json_format(
 
 def to_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     """The messages as turns in Hugging Face's chat form, ready for the prompt side."""
+    return _turns(messages)[0]
+
+
+def _turns(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], bool]:
+    """The turns, and whether any of them calls a tool or answers one (one pass for both)."""
+    tool_turns = False
     turns: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # call id → function name, for the tool turns that answer it
     for index, message in enumerate(messages):
@@ -126,6 +140,7 @@ def to_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
         if message.name is not None:
             turn["name"] = message.name
         if message.tool_calls:
+            tool_turns = True
             if message.role != "assistant":
                 raise InvalidRequest(
                     "only assistant messages can have 'tool_calls'",
@@ -137,6 +152,7 @@ def to_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
             ]
             names.update((call.id, call.function.name) for call in message.tool_calls)
         if message.role == "tool":
+            tool_turns = True
             if message.tool_call_id is None:
                 raise InvalidRequest(
                     f"Missing required parameter: 'messages[{index}].tool_call_id'.",
@@ -147,7 +163,7 @@ def to_turns(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
             if name is not None:
                 turn["name"] = name
         turns.append(turn)
-    return turns
+    return turns, tool_turns
 
 
 def _call_turn(call_id: str, name: str, arguments: str, index: int, j: int) -> dict[str, Any]:

@@ -42,12 +42,17 @@ class Ask:
     n: int = 1
     stops: tuple[str, ...] = ()
     messages_param: str = "messages"  # where the turns came from, for a 400
+    # Whether any turn calls a tool or answers one, when the door saw it while making the
+    # turns (None: look).
+    tool_turns: bool | None = None
 
     @property
     def plain(self) -> bool:
         """No tools, no JSON answer and no tool turns (the model may still reason)."""
         if self.spec.tools or self.spec.json != "text":
             return False
+        if self.tool_turns is not None:
+            return not self.tool_turns
         return not any("tool_calls" in turn or turn["role"] == "tool" for turn in self.turns)
 
 
