@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -22,35 +21,18 @@ from typing import Any
 
 import pytest
 
+from tests.clients.npm_cli import npm_cli
 from tests.e2e.servers import Server, running_mock, serve_config, wait_until
 
 KEY = "sk-claude-code"
 CLIENT_DIR = Path(__file__).parents[1] / "clients" / "claude-code"
-CLAUDE = CLIENT_DIR / "node_modules" / ".bin" / "claude"
-INSTALL_SECONDS = 600
 RUN_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
 def claude() -> Path:
     """The CLI, installed with `npm ci` from the lock file if it is not yet."""
-    if not CLAUDE.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: Claude Code cannot be had (apt-get install npm)")
-        try:
-            done = subprocess.run(
-                [npm, "ci", "--no-audit", "--no-fund"],
-                cwd=CLIENT_DIR,
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_SECONDS,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"npm ci of Claude Code took over {INSTALL_SECONDS} s")
-        if done.returncode != 0 or not CLAUDE.exists():
-            pytest.skip(f"npm ci of Claude Code failed: {done.stderr[-1500:]}")
-    return CLAUDE
+    return npm_cli(CLIENT_DIR, "claude", "Claude Code")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ cannot be had.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import threading
@@ -28,12 +27,12 @@ from typing import Any
 
 import pytest
 
+from tests.clients.npm_cli import npm_cli
 from tests.e2e.servers import Server, clean_env, running_mock, serve_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 NODE_DIR = Path(__file__).parents[1] / "clients" / "node"
-CODEX = NODE_DIR / "node_modules" / ".bin" / "codex"
 KEY = "sk-codex-e2e"
 MODEL = "codex-agent"
 MARKER = "marker-from-the-example-command-5e1f"
@@ -42,24 +41,7 @@ MARKER = "marker-from-the-example-command-5e1f"
 @pytest.fixture(scope="module")
 def codex() -> Path:
     """The codex executable, installed from tests/clients/node's lockfile when missing."""
-    if CODEX.exists():
-        return CODEX
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("node and npm are not installed (apt-get install nodejs npm)")
-    try:
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=NODE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.skip("npm ci of @openai/codex took over 10 minutes (no npm registry?)")
-    if done.returncode != 0 or not CODEX.exists():
-        pytest.skip(f"npm ci of @openai/codex failed: {done.stderr.strip()[-500:]}")
-    return CODEX
+    return npm_cli(NODE_DIR, "codex", "@openai/codex")
 
 
 class Trap:
