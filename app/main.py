@@ -21,6 +21,7 @@ from app.limits import LimitsPlan, plan_limits
 from app.middleware import TelemetryMiddleware
 from app.pool_waits import PoolWaitReporter
 from app.protocols.anthropic.schemas import CountTokensRequest, MessagesRequest
+from app.protocols.openai.schemas import ChatCompletionRequest, CompletionRequest
 from app.protocols.responses.schemas import CreateResponse
 from app.response_cache import build_response_cache
 from app.response_store import open_response_store
@@ -28,7 +29,6 @@ from app.routes import chat, completions, health, messages, metrics, models, res
 from app.routes.fast_dispatch import FastDispatch
 from app.routes.openapi import DocumentedPost, install_openapi
 from app.routing import Router, build_router, config_source, demo_config
-from app.schemas.openai import ChatCompletionRequest, CompletionRequest
 from app.settings import Settings
 from app.state import ProxyState
 from app.telemetry import Telemetry

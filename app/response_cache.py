@@ -206,7 +206,7 @@ _CHOICE_FIELDS = frozenset(field.name for field in fields(Choice))
 
 def decode_finished(value: bytes | str) -> Finished:
     """`encode_finished`'s inverse (fields this version does not know are left out)."""
-    from app.serving import Finished  # serving imports this module: import late
+    from app.serving import Finished
 
     (prompt, completion, total), rows = orjson.loads(value)
     choices = []

@@ -9,15 +9,15 @@ in-band. A client that leaves cancels the work, streamed or not.
 
 Each front door (OpenAI chat and completions, Responses, Anthropic Messages) answers the same
 `Finished` generation its own way: a `Door` builds its JSON answer and frames its stream.
-`OpenAIDoor` is chat's and completions'.
+app.protocols.openai.door is chat's and completions'; app.protocols.responses.door and
+app.protocols.anthropic.door are the others'.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
@@ -32,7 +32,6 @@ from app.errors import (
     InvalidModelOutput,
     InvalidRequest,
     Overloaded,
-    ProxyError,
     UpstreamError,
 )
 from app.handlers import json_response
@@ -43,13 +42,11 @@ from app.output.spec import OutputSpec
 from app.response_cache import CacheHeader, Run
 from app.routing import ModelRoute
 from app.schemas.custom import Sampling
-from app.schemas.openai import SamplingFields
-from app.sse_response import DATA_FRAMING, Framing, KeepAliveSSE
+from app.sse_response import Framing, KeepAliveSSE
 from app.state import ProxyState
-from app.streaming import KEEPALIVE, sse_body
 from app.telemetry import RequestRecord
 from app.tokens import LARGE_TEXT
-from app.translate import AnswerHead, Choice, finish_choice, usage
+from app.translate import Choice, finish_choice, usage
 
 log = logging.getLogger("app.serving")
 
@@ -90,8 +87,6 @@ class Finished:
 
 
 Answer = Response | KeepAliveSSE[Any] | WithHeaders | CacheHeader
-BuildAnswer = Callable[[AnswerHead, Sequence[Choice], dict[str, int]], dict[str, Any]]
-BuildChunks = Callable[[AnswerHead, Sequence[Choice], dict[str, int] | None], list[dict[str, Any]]]
 
 
 class Door(Framing[Finished], Protocol):
@@ -105,56 +100,6 @@ class Door(Framing[Finished], Protocol):
 
     def answer(self, finished: Finished) -> dict[str, Any]:
         """The JSON answer (non-streamed)."""
-
-
-class OpenAIDoor:
-    """Chat's and legacy completions' answers: `build_answer`'s object, or `build_chunks`'
-    chunks as `data:` events with `[DONE]` (the usage chunk when the client asked for it)."""
-
-    __slots__ = ("head", "build_answer", "build_chunks", "include_usage")
-    opening = b""
-    keepalive = KEEPALIVE
-    keep = None
-
-    def __init__(
-        self,
-        head: AnswerHead,
-        build_answer: BuildAnswer,
-        build_chunks: BuildChunks,
-        include_usage: bool,
-    ) -> None:
-        self.head = head
-        self.build_answer = build_answer
-        self.build_chunks = build_chunks
-        self.include_usage = include_usage
-
-    def answer(self, finished: Finished) -> dict[str, Any]:
-        return self.build_answer(self.head, finished.choices, finished.usage)
-
-    def body(self, result: Finished, opened: bool) -> bytes:  # noqa: ARG002  # opening is empty
-        usage = result.usage if self.include_usage else None
-        return sse_body(self.build_chunks(self.head, result.choices, usage))
-
-    def failure(self, error: ProxyError | None, request_id: str) -> bytes:
-        return DATA_FRAMING.failure(error, request_id)
-
-
-def openai_door(
-    state: ProxyState,
-    client: SamplingFields,
-    id_prefix: str,
-    build_answer: BuildAnswer,
-    build_chunks: BuildChunks,
-) -> OpenAIDoor:
-    """The door for one chat or completions request: a new id ("chatcmpl-…", "cmpl-…")."""
-    head = AnswerHead(
-        id=f"{id_prefix}-{state.ids.next_hex()}",
-        created=int(time.time()),
-        model=client.model,
-        fingerprint=state.fingerprint,
-    )
-    include_usage = bool(client.stream_options and client.stream_options.include_usage)
-    return OpenAIDoor(head, build_answer, build_chunks, include_usage)
 
 
 async def generate(state: ProxyState, job: Generation, request_id: str) -> Finished:

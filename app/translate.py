@@ -1,35 +1,24 @@
-"""Pure translation between OpenAI requests/responses and the custom format.
-
-Data in, data out: no I/O, no web framework. The steps, in the order a request meets them:
-`check_chat_features` / `completion_prompts` refuse what the custom format cannot honour,
-`resolve_sampling` fills the model's defaults,
-`finish_choice` turns one upstream output into a choice (echo stripped, stop applied, tokens
-counted), and `to_chat_completion` / `to_text_completion` build the OpenAI answer.
+"""What every front door shares between its request and its answer (pure): the model's
+sampling defaults filled in (`resolve_sampling`), the limits every door checks (`check_max_tokens`,
+`check_count`, `check_prompt_size`), and `finish_choice`, which turns one upstream output into a
+`Choice` (echo stripped, stop applied and recorded, tokens counted) with its `usage`. Each API's
+own translation is in app.protocols.* (OpenAI's chat and completions in app.protocols.openai).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from app.config import SamplingDefaults
-from app.errors import InvalidRequest, UnsupportedParameter
+from app.errors import InvalidRequest
 from app.output.types import ToolCall
 from app.schemas.custom import Sampling
-from app.schemas.openai import (
-    ChatCompletionRequest,
-    ChatMessage,
-    CompletionRequest,
-)
 from app.tokens import TokenCounter
 
 StripPrompt = Literal["auto", "always", "never"]
 FinishReason = Literal["stop", "length", "tool_calls"]
-
-# Chat features the proxy cannot honour: silently ignoring them would lie to the client.
-# (`tools` and `response_format` are honoured by the proxy itself: app.chat_tools.)
-_UNSUPPORTED_CHAT = ("functions", "function_call", "audio")
 
 
 @dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
@@ -46,72 +35,6 @@ class Choice:
     problems: list[str] | None = None  # how the answer broke the form asked for (asked again)
     raw: str | None = None  # the whole answer as the model wrote it, prefill included
     stop_sequence: str | None = None  # the stop sequence the text was cut at, if any
-
-
-def check_chat_features(request: ChatCompletionRequest) -> None:
-    """Refuse, with the offending `param`, what the custom format cannot do."""
-    for name in _UNSUPPORTED_CHAT:
-        value = getattr(request, name)
-        if value in (None, [], {}):
-            continue
-        raise UnsupportedParameter(
-            f"'{name}' is not supported: send 'tools' instead of functions; audio cannot be made",
-            param=name,
-        )
-    if request.logprobs or request.top_logprobs is not None:
-        param = "logprobs" if request.logprobs else "top_logprobs"
-        raise UnsupportedParameter(
-            "log probabilities are not supported by the custom endpoint", param=param
-        )
-    if request.modalities not in (None, ["text"]):
-        raise UnsupportedParameter(
-            "only the 'text' modality is supported by the custom endpoint", param="modalities"
-        )
-
-
-def message_text(message: ChatMessage, index: int) -> str:
-    """A message's content as one string (text parts joined by newlines); a 400 naming the
-    part for anything but text."""
-    content = message.content
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    texts: list[str] = []
-    for part_index, part in enumerate(content):
-        if part.type == "text" and part.text is None:
-            raise InvalidRequest(
-                "a content part of type 'text' needs a 'text' string",
-                param=f"messages[{index}].content[{part_index}].text",
-            )
-        if part.type != "text" or part.text is None:
-            raise UnsupportedParameter(
-                f"content parts of type '{part.type}' are not supported: "
-                "the custom endpoint takes text only",
-                param=f"messages[{index}].content[{part_index}].type",
-            )
-        texts.append(part.text)
-    return "\n".join(texts)
-
-
-def completion_prompts(request: CompletionRequest) -> list[str]:
-    """The legacy endpoint's prompts as strings, refusing what cannot be honoured."""
-    prompt = request.prompt
-    if isinstance(prompt, str):
-        prompts = [prompt]
-    elif all(isinstance(item, str) for item in prompt):
-        prompts = [str(item) for item in prompt]
-    else:
-        raise UnsupportedParameter(
-            "token-id prompts are not supported: send the prompt as text", param="prompt"
-        )
-    if request.suffix:
-        raise UnsupportedParameter("'suffix' is not supported", param="suffix")
-    if request.logprobs is not None:
-        raise UnsupportedParameter("'logprobs' is not supported", param="logprobs")
-    if request.best_of is not None and request.best_of != (request.n or 1):
-        raise UnsupportedParameter("'best_of' other than n is not supported", param="best_of")
-    return prompts
 
 
 class AskedSampling(Protocol):
@@ -161,13 +84,6 @@ def check_prompt_size(prompts: list[str], limit: int, param: str) -> None:
             param=param,
             code="context_length_exceeded",
         )
-
-
-def chat_max_tokens(request: ChatCompletionRequest) -> int | None:
-    """`max_completion_tokens` (the current name) wins over `max_tokens` (the deprecated one)."""
-    if request.max_completion_tokens is not None:
-        return request.max_completion_tokens
-    return request.max_tokens
 
 
 def stop_sequences(stop: str | list[str] | None) -> tuple[str, ...]:
@@ -246,96 +162,4 @@ def usage(prompt_tokens: int, choices: Iterable[Choice]) -> dict[str, int]:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": prompt_tokens + completion,
-    }
-
-
-@dataclass(slots=True)  # made per request: plain init is 4x cheaper than frozen
-class AnswerHead:
-    """What the answer, and every chunk, of one completion shares."""
-
-    id: str
-    created: int
-    model: str
-    fingerprint: str
-
-    def fields(self, object_name: str) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": object_name,
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": self.fingerprint,
-        }
-
-
-def to_chat_completion(
-    head: AnswerHead, choices: Sequence[Choice], usage: dict[str, int]
-) -> dict[str, Any]:
-    """The `chat.completion` object, with every field OpenAI's schema requires."""
-    return {
-        **head.fields("chat.completion"),
-        "choices": [
-            {
-                "index": choice.index,
-                "message": _chat_message(head, choice),
-                "logprobs": None,
-                "finish_reason": choice.finish_reason,
-            }
-            for choice in choices
-        ],
-        "usage": usage,
-    }
-
-
-def _chat_message(head: AnswerHead, choice: Choice) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": choice.text,
-        "refusal": None,
-        "annotations": [],
-    }
-    if choice.reasoning is not None:
-        message["reasoning_content"] = choice.reasoning
-    if choice.calls:
-        message["tool_calls"] = chat_tool_calls(head, choice)
-        if not choice.text:
-            message["content"] = None
-    return message
-
-
-def chat_tool_calls(head: AnswerHead, choice: Choice) -> list[dict[str, Any]]:
-    """A choice's calls as OpenAI's `tool_calls`; ids unique in the answer and the same in a
-    stream as in the JSON answer."""
-    return [
-        {
-            "id": tool_call_id(head, choice.index, position),
-            "type": "function",
-            "function": {"name": call.name, "arguments": call.arguments},
-        }
-        for position, call in enumerate(choice.calls or ())
-    ]
-
-
-def tool_call_id(head: AnswerHead, choice: int, position: int) -> str:
-    """`call_` and the answer's own id digits, then the choice and the call's position."""
-    digits = head.id.rpartition("-")[2]
-    return f"call_{digits}{choice:02x}{position:02x}"
-
-
-def to_text_completion(
-    head: AnswerHead, choices: Sequence[Choice], usage: dict[str, int]
-) -> dict[str, Any]:
-    """The legacy `text_completion` object."""
-    return {
-        **head.fields("text_completion"),
-        "choices": [
-            {
-                "index": choice.index,
-                "text": choice.text,
-                "logprobs": None,
-                "finish_reason": choice.finish_reason,
-            }
-            for choice in choices
-        ],
-        "usage": usage,
     }

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from app.chat_tools import to_ask
 from app.generation import plan_generation
+from app.protocols.openai.answers import to_chat_completion
+from app.protocols.openai.door import openai_door
+from app.protocols.openai.events import chat_chunks
+from app.protocols.openai.schemas import ChatCompletionRequest
+from app.protocols.openai.translate import check_chat_features, to_ask
 from app.routes._request import allowed_route, authorized_body, serve_job
 from app.routing import ModelRoute
-from app.schemas.openai import ChatCompletionRequest
-from app.serving import Answer, Generation, openai_door
-from app.streaming import chat_chunks
-from app.translate import check_chat_features, check_count, to_chat_completion
+from app.serving import Answer, Generation
+from app.translate import check_count
 
 
 async def create_chat_completion(request: Request) -> Answer:

@@ -6,19 +6,15 @@ from functools import partial
 
 from starlette.requests import Request
 
+from app.protocols.openai.answers import to_text_completion
+from app.protocols.openai.door import openai_door
+from app.protocols.openai.events import text_chunks
+from app.protocols.openai.schemas import CompletionRequest
+from app.protocols.openai.translate import completion_prompts
 from app.routes._request import allowed_route, authorized_body, serve_job
 from app.routing import ModelRoute
-from app.schemas.openai import CompletionRequest
-from app.serving import Answer, Generation, openai_door
-from app.streaming import text_chunks
-from app.translate import (
-    check_count,
-    check_max_tokens,
-    completion_prompts,
-    resolve_sampling,
-    stop_sequences,
-    to_text_completion,
-)
+from app.serving import Answer, Generation
+from app.translate import check_count, check_max_tokens, resolve_sampling, stop_sequences
 
 
 async def create_completion(request: Request) -> Answer:

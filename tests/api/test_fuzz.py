@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from app.config import ProxyConfig
 from app.main import create_app
-from app.schemas.openai import ChatCompletionRequest, CompletionRequest
+from app.protocols.openai.schemas import ChatCompletionRequest, CompletionRequest
 from app.settings import Settings
 from app.upstream import HttpxUpstream
 from tests.api.conftest import FakeUpstream, model

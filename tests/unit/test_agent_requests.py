@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from app.chat_tools import to_output_spec, to_turns
-from app.schemas.openai import ChatCompletionRequest
+from app.protocols.openai.schemas import ChatCompletionRequest
+from app.protocols.openai.translate import to_output_spec, to_turns
 
 FIXTURES = Path(__file__).parents[1] / "data" / "agent_requests"
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from app.chat_tools import needs_agent_path, to_output_spec, to_turns
 from app.errors import InvalidRequest
 from app.output.types import ToolSpec
-from app.schemas.openai import ChatCompletionRequest
+from app.protocols.openai.schemas import ChatCompletionRequest
+from app.protocols.openai.translate import needs_agent_path, to_output_spec, to_turns
 
 WEATHER = {
     "type": "function",

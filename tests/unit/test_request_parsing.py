@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from app.errors import InvalidRequest
+from app.protocols.openai.schemas import ChatCompletionRequest, CompletionRequest
 from app.routes._request import _check_content_type, parse_body
-from app.schemas.openai import ChatCompletionRequest, CompletionRequest
 
 CASES = json.loads(
     (Path(__file__).resolve().parents[1] / "data" / "request_parsing.json").read_text("utf-8")

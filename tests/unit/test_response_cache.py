@@ -16,6 +16,7 @@ from app.errors import UpstreamUnavailable
 from app.generation import Ask, plan_generation
 from app.output.spec import OutputSpec
 from app.output.types import ToolCall, ToolSpec
+from app.protocols.openai.schemas import CompletionRequest
 from app.response_cache import (
     MemoryCacheStore,
     ModelCache,
@@ -29,7 +30,6 @@ from app.response_cache import (
 )
 from app.routes.completions import completion_generation
 from app.routing import ModelRoute, build_route
-from app.schemas.openai import CompletionRequest
 from app.serving import Finished, Generation
 from app.translate import Choice
 

@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
+from app.protocols.openai.answers import AnswerHead
+from app.protocols.openai.events import chat_chunks, text_chunks
 from app.streaming import (
     DONE,
     KEEPALIVE,
     SSE_HEADERS,
     SSE_MEDIA_TYPE,
-    chat_chunks,
     error_stream,
     sse_body,
     sse_event,
-    text_chunks,
 )
-from app.translate import AnswerHead, Choice, usage
+from app.translate import Choice, usage
 from tests.openai_spec import validate_openai
 
 ONE = [Choice(0, "Hello there", "stop", 2)]

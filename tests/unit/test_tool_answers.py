@@ -11,8 +11,9 @@ from openai.lib.streaming.chat._completions import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
 from app.output.types import ToolCall
-from app.streaming import chat_chunks
-from app.translate import AnswerHead, Choice, to_chat_completion, usage
+from app.protocols.openai.answers import AnswerHead, to_chat_completion
+from app.protocols.openai.events import chat_chunks
+from app.translate import Choice, usage
 from tests.openai_spec import validate_openai
 
 HEAD = AnswerHead(id="chatcmpl-0a1b2c", created=1_700_000_000, model="demo", fingerprint="fp_x")

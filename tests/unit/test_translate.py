@@ -9,26 +9,26 @@ from typing import Any
 
 import pytest
 
-from app.chat_tools import to_turns
 from app.config import SamplingDefaults
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.routes._request import parse_body
-from app.schemas.custom import Sampling
-from app.schemas.openai import ChatCompletionRequest, ChatMessage, CompletionRequest
-from app.tokens import EstimateCounter
-from app.translate import (
-    AnswerHead,
-    Choice,
-    apply_stop,
+from app.protocols.openai.answers import AnswerHead, to_chat_completion, to_text_completion
+from app.protocols.openai.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest
+from app.protocols.openai.translate import (
     chat_max_tokens,
     check_chat_features,
     completion_prompts,
+    to_turns,
+)
+from app.routes._request import parse_body
+from app.schemas.custom import Sampling
+from app.tokens import EstimateCounter
+from app.translate import (
+    Choice,
+    apply_stop,
     finish_choice,
     resolve_sampling,
     stop_sequences,
     strip_echo,
-    to_chat_completion,
-    to_text_completion,
     usage,
 )
 from tests.openai_spec import validate_openai

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.openai import INT32_MAX
+from app.protocols.openai.schemas import INT32_MAX
 
 
 class _Model(BaseModel):

@@ -1,5 +1,7 @@
-"""OpenAI chat's agent fields, translated at the edge into the API-neutral forms (pure).
+"""OpenAI's chat and legacy completion requests, translated at the edge into the API-neutral
+forms (pure).
 
+    check_chat_features(chat)     a 400 naming the param for what the custom format cannot do
     to_ask(chat)                  the whole request as an Ask (app.generation)
     to_output_spec(chat)          tools, tool_choice, parallel_tool_calls, response_format
                                   → OutputSpec (a 400 naming the param for what cannot be met)
@@ -7,8 +9,10 @@
                                   `tool_calls` with their arguments as dicts, tool results
                                   named after the call they answer
 
-What the model wrote comes back as `app.output` ToolCalls; `app.translate` builds OpenAI's
-`tool_calls` from them.
+    completion_prompts(legacy)    the legacy endpoint's prompts as strings
+
+What the model wrote comes back as `app.output` ToolCalls; `app.protocols.openai.answers`
+builds OpenAI's `tool_calls` from them.
 """
 
 from __future__ import annotations
@@ -17,12 +21,18 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, UnsupportedParameter
 from app.generation import Ask, answer_format, named_tool, offered_tool
 from app.output.spec import PLAIN, JsonMode, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
-from app.schemas.openai import ChatCompletionRequest, ChatMessage, ChatTool, NamedToolChoice
-from app.translate import chat_max_tokens, message_text, stop_sequences
+from app.protocols.openai.schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    ChatTool,
+    CompletionRequest,
+    NamedToolChoice,
+)
+from app.translate import stop_sequences
 
 
 def needs_agent_path(chat: ChatCompletionRequest) -> bool:
@@ -175,3 +185,81 @@ def _call_turn(call_id: str, name: str, arguments: str, index: int, j: int) -> d
     if not isinstance(decoded, dict):
         raise InvalidRequest(f"'{param}' must be a JSON object.", param=param)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": decoded}}
+
+
+# Chat features the proxy cannot honour: silently ignoring them would lie to the client.
+# (`tools` and `response_format` are honoured by the proxy itself: `to_output_spec`.)
+_UNSUPPORTED_CHAT = ("functions", "function_call", "audio")
+
+
+def check_chat_features(request: ChatCompletionRequest) -> None:
+    """Refuse, with the offending `param`, what the custom format cannot do."""
+    for name in _UNSUPPORTED_CHAT:
+        value = getattr(request, name)
+        if value in (None, [], {}):
+            continue
+        raise UnsupportedParameter(
+            f"'{name}' is not supported: send 'tools' instead of functions; audio cannot be made",
+            param=name,
+        )
+    if request.logprobs or request.top_logprobs is not None:
+        param = "logprobs" if request.logprobs else "top_logprobs"
+        raise UnsupportedParameter(
+            "log probabilities are not supported by the custom endpoint", param=param
+        )
+    if request.modalities not in (None, ["text"]):
+        raise UnsupportedParameter(
+            "only the 'text' modality is supported by the custom endpoint", param="modalities"
+        )
+
+
+def message_text(message: ChatMessage, index: int) -> str:
+    """A message's content as one string (text parts joined by newlines); a 400 naming the
+    part for anything but text."""
+    content = message.content
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts: list[str] = []
+    for part_index, part in enumerate(content):
+        if part.type == "text" and part.text is None:
+            raise InvalidRequest(
+                "a content part of type 'text' needs a 'text' string",
+                param=f"messages[{index}].content[{part_index}].text",
+            )
+        if part.type != "text" or part.text is None:
+            raise UnsupportedParameter(
+                f"content parts of type '{part.type}' are not supported: "
+                "the custom endpoint takes text only",
+                param=f"messages[{index}].content[{part_index}].type",
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
+def completion_prompts(request: CompletionRequest) -> list[str]:
+    """The legacy endpoint's prompts as strings, refusing what cannot be honoured."""
+    prompt = request.prompt
+    if isinstance(prompt, str):
+        prompts = [prompt]
+    elif all(isinstance(item, str) for item in prompt):
+        prompts = [str(item) for item in prompt]
+    else:
+        raise UnsupportedParameter(
+            "token-id prompts are not supported: send the prompt as text", param="prompt"
+        )
+    if request.suffix:
+        raise UnsupportedParameter("'suffix' is not supported", param="suffix")
+    if request.logprobs is not None:
+        raise UnsupportedParameter("'logprobs' is not supported", param="logprobs")
+    if request.best_of is not None and request.best_of != (request.n or 1):
+        raise UnsupportedParameter("'best_of' other than n is not supported", param="best_of")
+    return prompts
+
+
+def chat_max_tokens(request: ChatCompletionRequest) -> int | None:
+    """`max_completion_tokens` (the current name) wins over `max_tokens` (the deprecated one)."""
+    if request.max_completion_tokens is not None:
+        return request.max_completion_tokens
+    return request.max_tokens

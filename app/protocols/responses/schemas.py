@@ -1,6 +1,6 @@
 """Request models for POST /v1/responses, in OpenAI's field order (CreateResponse).
 
-Strict like `app.schemas.openai`: "0.5" is not a number. Unknown fields are kept, so that
+Strict like `app.protocols.openai.schemas`: "0.5" is not a number. Unknown fields are kept, so that
 `translate.check_features` refuses them by name (as OpenAI does), except `top_k`, the custom
 format's own knob. Input items are typed loosely here, one model for every kind, so that
 `app.protocols.responses.translate` can refuse what does not fit with the exact `param`
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.openai import INT32_MAX, Temperature, TopP
+from app.protocols.openai.schemas import INT32_MAX, Temperature, TopP
 
 _LOOSE = ConfigDict(extra="allow", strict=True)
 
