@@ -91,6 +91,15 @@ def offered_tool(
     return ToolSpec(name=name, description=description or "", parameters=schema, strict=strict)
 
 
+def check_tools_offered(choice: str, tools: Sequence[ToolSpec], offered: str) -> None:
+    """A `tool_choice` that asks for a call (`required`, `any`) needs tools to call: a 400 if
+    none were offered. `offered` names them in the client's terms ("'tools'")."""
+    if not tools:
+        raise InvalidRequest(
+            f"'tool_choice' is '{choice}' but no {offered} were given.", param="tool_choice"
+        )
+
+
 def named_tool(name: str, tools: Sequence[ToolSpec], param: str) -> str:
     """The name a `tool_choice` names, when it is among the offered tools; a 400 if not."""
     if not any(tool.name == name for tool in tools):

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.generation import Ask, check_client_schema, offered_tool
+from app.generation import Ask, check_client_schema, check_tools_offered, offered_tool
 from app.output.spec import PLAIN, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.anthropic.schemas import (
@@ -126,11 +126,7 @@ def _tool_choice(
         return "auto", None, parallel
     if choice.type == "none":
         return "none", None, parallel
-    if not tools:
-        raise InvalidRequest(
-            f"'tool_choice' is '{choice.type}' but no custom 'tools' were given.",
-            param="tool_choice",
-        )
+    check_tools_offered(choice.type, tools, "custom 'tools'")
     if choice.type == "any":
         return "required", None, parallel
     if choice.name is None:

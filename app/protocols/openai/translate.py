@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.generation import Ask, answer_format, named_tool, offered_tool
+from app.generation import Ask, answer_format, check_tools_offered, named_tool, offered_tool
 from app.output.spec import PLAIN, JsonMode, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.openai.schemas import (
@@ -106,10 +106,8 @@ def _tool_choice(
     if choice is None:
         return "auto", None
     if isinstance(choice, str):
-        if choice == "required" and not tools:
-            raise InvalidRequest(
-                "'tool_choice' is 'required' but no 'tools' were given.", param="tool_choice"
-            )
+        if choice == "required":
+            check_tools_offered(choice, tools, "'tools'")
         return choice, None  # type: ignore[return-value]  # the schema's Literal
     return "function", named_tool(choice.function.name, tools, "tool_choice")
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.errors import InvalidRequest, UnsupportedParameter
-from app.generation import Ask, answer_format, named_tool, offered_tool
+from app.generation import Ask, answer_format, check_tools_offered, named_tool, offered_tool
 from app.output.spec import JsonMode, OutputSpec, ToolChoice
 from app.output.types import ToolSpec
 from app.protocols.responses.schemas import (
@@ -297,11 +297,8 @@ def _tool_choice(
     if choice is None:
         return "auto", None
     if isinstance(choice, str):
-        if choice == "required" and not tools:
-            raise InvalidRequest(
-                "'tool_choice' is 'required' but no function 'tools' were given.",
-                param="tool_choice",
-            )
+        if choice == "required":
+            check_tools_offered(choice, tools, "function 'tools'")
         return choice, None  # type: ignore[return-value]  # the schema's Literal
     if choice.type != "function":
         raise UnsupportedParameter(
