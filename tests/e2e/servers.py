@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import orjson
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -153,6 +154,21 @@ def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(POLL_INTERVAL)
+
+
+def access_line(server: Server, request_id: str) -> dict[str, Any]:
+    """The server's access line for a request (JSON logs), once it has been written."""
+    found: list[dict[str, Any]] = []
+
+    def written() -> bool:
+        for line in server.log_text().splitlines():
+            if request_id in line and '"app.access"' in line:
+                found.append(orjson.loads(line))
+                return True
+        return False
+
+    wait_until(written, seconds=10)
+    return found[0]
 
 
 def scrape(server: Server) -> list[Sample]:

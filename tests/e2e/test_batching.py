@@ -22,7 +22,7 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from tests.e2e.servers import Server, clean_env, scrape, serve_config, wait_until
+from tests.e2e.servers import Server, access_line, clean_env, scrape, serve_config
 from tests.scripted_upstream import Peer, Upstream, answer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(60)]
@@ -197,20 +197,6 @@ async def test_differing_parameters_never_share_a_call(
     assert by_temperature == {0.2: sorted(cool), 0.9: sorted(warm)}
 
 
-def _access_status(proxy: Server, request_id: str) -> int:
-    found: list[int] = []
-
-    def written() -> bool:
-        for line in proxy.log_text().splitlines():
-            if request_id in line and '"app.access"' in line:
-                found.append(orjson.loads(line)["status"])
-                return True
-        return False
-
-    wait_until(written, seconds=10)
-    return found[0]
-
-
 async def test_a_client_that_leaves_before_its_batch_is_sent_is_not_in_the_call(
     upstream: BatchUpstream, proxy: Server, sdk: openai.AsyncOpenAI
 ) -> None:
@@ -220,7 +206,7 @@ async def test_a_client_that_leaves_before_its_batch_is_sent_is_not_in_the_call(
         with pytest.raises(httpx.ReadTimeout):
             await http.post("/v1/chat/completions", json=body, headers={"x-request-id": gone})
     # Its work is over once its access line is written: it left the batch then.
-    assert await asyncio.to_thread(_access_status, proxy, gone) == 499
+    assert (await asyncio.to_thread(access_line, proxy, gone))["status"] == 499
 
     results = await asyncio.gather(*(chat(sdk, "leave", f"Say {w}") for w in stay))
 

@@ -18,11 +18,10 @@ from typing import Any
 
 import httpx
 import openai
-import orjson
 import pytest
 import pytest_asyncio
 
-from tests.e2e.servers import Server, clean_env, scrape, serve_config, wait_until
+from tests.e2e.servers import Server, access_line, clean_env, scrape, serve_config
 from tests.scripted_upstream import Peer, Upstream
 from tests.waiting import until
 
@@ -107,20 +106,6 @@ async def proxies(
         await asyncio.gather(asyncio.to_thread(quiet.stop), asyncio.to_thread(chatty.stop))
 
 
-def _access_line(proxy: Server, request_id: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    def written() -> bool:
-        for line in proxy.log_text().splitlines():
-            if request_id in line and '"app.access"' in line:
-                found.append(orjson.loads(line))
-                return True
-        return False
-
-    wait_until(written, seconds=10)
-    return found[0]
-
-
 def _requests(proxy: Server, model: str) -> dict[str, float]:
     """proxy_requests_total for the model, by status."""
     return {
@@ -190,7 +175,7 @@ async def _check_cancelled_at_once(
     await until(lambda: request_id in held.closed_at, seconds=10)
     assert held.closed_at[request_id] - left < NOTICED_WITHIN
 
-    line = await asyncio.to_thread(_access_line, proxy, request_id)
+    line = await asyncio.to_thread(access_line, proxy, request_id)
     assert line["status"] == 499
     assert line["message"].endswith(" 499")
     assert line["client_disconnected"] is True

@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.servers import Server, clean_env, serve_config, wait_until
+from tests.e2e.servers import Server, access_line, clean_env, serve_config
 from tests.redis_server import RedisServer
 from tests.scripted_upstream import Peer, Upstream, answer
 
@@ -182,20 +182,6 @@ async def metric_reaches(proxy: Server, name: str, value: float, **labels: str) 
     while await metric(proxy, name, **labels) < value:
         assert loop.time() < give_up, f"{name} {labels} never reached {value}"
         await asyncio.sleep(0.02)
-
-
-def access_line(proxy: Server, request_id: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    def written() -> bool:
-        for line in proxy.log_text().splitlines():
-            if request_id in line and '"app.access"' in line:
-                found.append(orjson.loads(line))
-                return True
-        return False
-
-    wait_until(written, seconds=10)
-    return found[0]
 
 
 async def test_the_second_identical_request_is_answered_from_the_cache(
