@@ -38,26 +38,20 @@ class ClientConnection:
     """A client's connection as its requests see it: `lost` once it is, and the watches of
     the requests still working on it, told then."""
 
-    __slots__ = ("lost", "_watches")
+    __slots__ = ("lost", "watches")
 
     def __init__(self) -> None:
         self.lost = False
-        self._watches: set[DisconnectWatch] = set()
+        self.watches: set[DisconnectWatch] = set()
 
     def __len__(self) -> int:
         """How many watches wait."""
-        return len(self._watches)
-
-    def add(self, watch: DisconnectWatch) -> None:
-        self._watches.add(watch)
-
-    def discard(self, watch: DisconnectWatch) -> None:
-        self._watches.discard(watch)
+        return len(self.watches)
 
     def connection_lost(self) -> None:
         """The client's connection is gone: every request still working on it is cancelled."""
         self.lost = True
-        watches, self._watches = self._watches, set()
+        watches, self.watches = self.watches, set()
         for watch in watches:
             watch.client_left()
 
@@ -93,7 +87,7 @@ class DisconnectWatch:
         connection = self._connection
         if connection is not None and not connection.lost:
             self._owner = asyncio.current_task()
-            connection.add(self)
+            connection.watches.add(self)
             return self
         loop = asyncio.get_running_loop()
         self._owner = asyncio.current_task(loop)
@@ -111,7 +105,7 @@ class DisconnectWatch:
         traceback: TracebackType | None,
     ) -> None:
         if self._connection is not None:
-            self._connection.discard(self)
+            self._connection.watches.discard(self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None  # it holds self.start: a cycle that would keep the request alive

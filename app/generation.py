@@ -49,6 +49,8 @@ class Ask:
     @property
     def plain(self) -> bool:
         """No tools, no JSON answer and no tool turns (the model may still reason)."""
+        if self.spec is PLAIN and self.tool_turns is False:  # what a plain chat request makes
+            return True
         if self.spec.tools or self.spec.json != "text":
             return False
         if self.tool_turns is not None:

@@ -79,10 +79,20 @@ def _id_headers(path: str, request_id: str) -> tuple[tuple[bytes, bytes], ...]:
     """`x-request-id`, and the API's own name for it where it has one (Anthropic's
     `request-id`)."""
     encoded = request_id.encode("ascii")
-    names = error_dialect(path).id_headers
+    names = _ID_NAMES.get(path)
+    if names is None:
+        names = error_dialect(path).id_headers
+        if len(_ID_NAMES) < _ID_NAMES_KEPT:
+            _ID_NAMES[path] = names
     if not names:  # the OpenAI routes: no generator on the hot path
         return ((b"x-request-id", encoded),)
     return ((b"x-request-id", encoded), *((name, encoded) for name in names))
+
+
+# The id header names by path, as error_dialect gives them: the proxy's paths are few, and a
+# client's made-up paths stop being kept after the first few hundred.
+_ID_NAMES: dict[str, tuple[bytes, ...]] = {}
+_ID_NAMES_KEPT = 256
 
 
 def _incoming_id(scope: Scope) -> str | None:

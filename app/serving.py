@@ -115,7 +115,7 @@ async def generate(state: ProxyState, job: Generation, request_id: str) -> Finis
             raise
         job, outputs = await _fall_back(state, job, error, request_id)
         fallback = job.route.name
-    if _needs_thread(job, outputs):
+    if job.route.counter.exact and _any_large(job.counted_prompts, outputs):  # _needs_thread
         finished = await _finish_in_thread(job, outputs)
     else:
         finished = finish(job, outputs)  # inline: no coroutine per request on the hot path

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+import string
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,17 @@ SENTENCES = [
 def test_estimate_tokens(text: str, expected: int) -> None:
     assert estimate_tokens(text) == expected
     assert EstimateCounter().count(text) == expected
+
+
+def test_estimate_counts_a_word_run_or_a_punctuation_mark_per_token() -> None:
+    """The documented unit (one per run of word characters, one per other non-space
+    character), over random text of every kind of character, against that definition."""
+    definition = re.compile(r"\w+|[^\w\s]")
+    alphabet = string.printable + "éßñ東京—–…«»\u00a0\u2028\u200b¿¡€😀_٣"
+    pick = random.Random(7)
+    for _ in range(3000):
+        text = "".join(pick.choice(alphabet) for _ in range(pick.randint(0, 80)))
+        assert estimate_tokens(text) == len(definition.findall(text)), repr(text)
 
 
 def test_estimate_counter_is_not_exact() -> None:

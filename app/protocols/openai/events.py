@@ -25,8 +25,16 @@ def chat_chunks(
         fields["usage"] = None  # OpenAI sends usage: null on every chunk but the last
     chunks = []
     for choice in choices:
+        index = choice.index
         for delta, finish in _chat_deltas(head, choice):
-            chunks.append({**fields, "choices": [_chat_choice(choice.index, delta, finish)]})
+            chunks.append(
+                {
+                    **fields,
+                    "choices": [
+                        {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+                    ],
+                }
+            )
     if usage is not None:
         chunks.append({**fields, "choices": [], "usage": usage})
     return chunks
@@ -57,10 +65,6 @@ def _chat_deltas(head: AnswerHead, choice: Choice) -> Iterable[tuple[dict[str, A
         deltas.append(({"tool_calls": [arguments]}, None))
     deltas.append(({}, choice.finish_reason))
     return deltas
-
-
-def _chat_choice(index: int, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
 
 def text_chunks(

@@ -51,14 +51,14 @@ def _asks_output(chat: ChatCompletionRequest) -> bool:
 
 def to_ask(chat: ChatCompletionRequest) -> Ask:
     """The chat request in no API's terms (app.generation)."""
-    param = "max_completion_tokens" if chat.max_completion_tokens is not None else "max_tokens"
     turns, tool_turns = _turns(chat.messages)
+    newer = chat.max_completion_tokens  # wins over the deprecated max_tokens (chat_max_tokens)
     return Ask(
         turns=turns,
         spec=to_output_spec(chat) if tool_turns or _asks_output(chat) else PLAIN,
         tool_turns=tool_turns,
-        max_tokens=chat_max_tokens(chat),
-        max_tokens_param=param,
+        max_tokens=chat.max_tokens if newer is None else newer,
+        max_tokens_param="max_tokens" if newer is None else "max_completion_tokens",
         temperature=chat.temperature,
         top_p=chat.top_p,
         top_k=chat.top_k,
@@ -144,7 +144,11 @@ def _turns(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], bool]
     turns: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # call id → function name, for the tool turns that answer it
     for index, message in enumerate(messages):
-        turn: dict[str, Any] = {"role": message.role, "content": message_text(message, index)}
+        content = message.content
+        turn: dict[str, Any] = {
+            "role": message.role,
+            "content": content if type(content) is str else message_text(message, index),
+        }
         if message.name is not None:
             turn["name"] = message.name
         if message.tool_calls:
@@ -192,6 +196,15 @@ _UNSUPPORTED_CHAT = ("functions", "function_call", "audio")
 
 def check_chat_features(request: ChatCompletionRequest) -> None:
     """Refuse, with the offending `param`, what the custom format cannot do."""
+    if (  # what nearly every request sends: none of them, checked at once
+        request.functions is None
+        and request.function_call is None
+        and request.audio is None
+        and not request.logprobs
+        and request.top_logprobs is None
+        and request.modalities is None
+    ):
+        return
     for name in _UNSUPPORTED_CHAT:
         value = getattr(request, name)
         if value in (None, [], {}):
