@@ -41,19 +41,20 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     # Straight from the ASGI receive channel: Request.stream()'s generator costs more than the
     # rest of reading a small body.
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientClosedRequest("the client closed the connection while sending")
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
-        chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join((*chunks, chunk)) if chunks else chunk  # mostly one message
+        chunks.append(chunk)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
