@@ -45,7 +45,7 @@ clean:
 # matrix (about 3 minutes), `make bench-smoke` a few seconds of it. Options: BENCH_ARGS='--workers 2'.
 BENCH_ARGS ?=
 
-.PHONY: bench bench-smoke bench-inflight
+.PHONY: bench bench-smoke bench-inflight bench-instructions
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -56,6 +56,11 @@ bench-smoke: $(STAMP)
 # 4,096 requests in flight on a 2 s upstream, direct and through the proxy (bench/inflight.py).
 bench-inflight: $(STAMP)
 	$(BIN)/python bench/inflight.py $(BENCH_ARGS)
+
+# Instructions per request under valgrind, ours and a commit's (bench/instructions.py; needs
+# `apt-get install valgrind nginx`), e.g. BENCH_ARGS='--compare 03ea53c'.
+bench-instructions: $(STAMP)
+	$(BIN)/python bench/instructions.py $(BENCH_ARGS)
 
 # The container checks (tests/container): the wheel from `python -m build` serves from a fresh venv;
 # the Dockerfile's image builds, runs and passes its checks; docker-compose.yml comes up with
