@@ -5,10 +5,11 @@ uvicorn writes an answer's status line and headers as soon as the app sends
 system calls for every answer, though the proxy sends both messages in the same step of the
 event loop. On loopback each call costs about as much as the proxy's whole translation, and
 the client may be woken twice. `CoalescingTransport` keeps what is written during one step of
-the event loop and writes it in one call at the end of the step — or, when the server has no
-other request in the works, as soon as the answer is complete, so that it does not wait for the
-app's work after it (the access log, the metrics). Nothing is held any longer: a stream's
-headers and each of its events still go out as soon as they are sent.
+the event loop and writes it in one call at the end of the step (app.held_writes: or sooner,
+when enough other writes wait) — or, when the server has no other request in the works, as
+soon as the answer is complete, so that it does not wait for the app's work after it (the
+access log, the metrics). Nothing is held any longer: a stream's headers and each of its events
+still go out as soon as they are sent.
 
 The keep-alive timer that uvicorn arms after every answer (and cancels when the next request
 comes) is a coarse one here (app.coarse_timers): it may close an idle connection up to 10 ms
@@ -28,23 +29,24 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.coarse_timers import coarse_timers
 from app.disconnect import CONNECTION, ClientConnection
+from app.held_writes import held_writes
 
 
 class CoalescingTransport:
     """Wraps a transport; writes made in one event-loop step go out together, in order."""
 
-    __slots__ = ("_transport", "_loop", "_pending")
+    __slots__ = ("_transport", "_held", "_pending")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
-        self._loop = loop
+        self._held = held_writes(loop)
         self._pending: list[bytes] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         pending = self._pending
         if pending is None:
             self._pending = [bytes(data)]
-            self._loop.call_soon(self.flush)
+            self._held.hold(self.flush)
         else:
             pending.append(bytes(data))
 
