@@ -23,20 +23,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from app.loop_local import LoopLocal
+
 RESOLUTION = 0.01  # seconds
-
-_by_loop: dict[asyncio.AbstractEventLoop, CoarseTimers] = {}
-
-
-def coarse_timers(loop: asyncio.AbstractEventLoop) -> CoarseTimers:
-    """The loop's timers, made on first use (when closed loops' timers are dropped: a process
-    runs one loop, a test suite many)."""
-    timers = _by_loop.get(loop)
-    if timers is None:
-        for closed in [other for other in _by_loop if other.is_closed()]:
-            del _by_loop[closed]
-        timers = _by_loop[loop] = CoarseTimers(loop)
-    return timers
 
 
 class CoarseTimer:
@@ -132,3 +121,7 @@ def _run(loop: asyncio.AbstractEventLoop, timer: CoarseTimer) -> None:
         loop.call_exception_handler(
             {"message": "Exception in a coarse timer callback", "exception": exc}
         )
+
+
+coarse_timers = LoopLocal(CoarseTimers).get
+"""The loop's timers, made on first use."""

@@ -25,19 +25,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from app.loop_local import LoopLocal
+
 LIMIT = 128
-
-_by_loop: dict[asyncio.AbstractEventLoop, HeldWrites] = {}
-
-
-def held_writes(loop: asyncio.AbstractEventLoop) -> HeldWrites:
-    """The loop's held writes, made on first use (closed loops' are dropped then)."""
-    held = _by_loop.get(loop)
-    if held is None:
-        for closed in [other for other in _by_loop if other.is_closed()]:
-            del _by_loop[closed]
-        held = _by_loop[loop] = HeldWrites(loop)
-    return held
 
 
 class HeldWrites:
@@ -71,3 +61,7 @@ class HeldWrites:
                     self._loop.call_exception_handler(
                         {"message": "a held write failed", "exception": exc}
                     )
+
+
+held_writes = LoopLocal(HeldWrites).get
+"""The loop's held writes, made on first use."""

@@ -145,15 +145,7 @@ def count(proxy: Proxy, row: str, nginx_port: int, requests: int, work: Path) ->
         "--port",
         str(port),
     ]
-    server = subprocess.Popen(
-        argv,
-        cwd=proxy.tree,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    server = _spawn(argv, cwd=proxy.tree, env=env)
     try:
         _wait_listening(port, server)
         _send(port, row == "stream", requests)
@@ -192,6 +184,21 @@ def _send(port: int, stream: bool, requests: int) -> None:
         connection.close()
 
 
+def _spawn(
+    argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A server in its own session (killed as a group), its output thrown away."""
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def _wait_listening(port: int, server: subprocess.Popen[bytes]) -> None:
     give_up = time.monotonic() + 300  # valgrind starts Python 20-50x slower
     while not _listening(port):
@@ -218,12 +225,8 @@ def _nginx(prefix: Path) -> Iterator[int]:
     template = (BENCH_DIR / "nginx.conf.template").read_text()
     conf = template.replace("@PORT@", str(port)).replace("@ANSWER@", ANSWER.decode())
     (prefix / "nginx.conf").write_text(conf)
-    server = subprocess.Popen(
-        ["nginx", "-e", "stderr", "-p", f"{prefix}/", "-c", "nginx.conf", "-g", "daemon off;"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    server = _spawn(
+        ["nginx", "-e", "stderr", "-p", f"{prefix}/", "-c", "nginx.conf", "-g", "daemon off;"]
     )
     try:
         _wait_listening(port, server)

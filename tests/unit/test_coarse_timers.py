@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from app import coarse_timers as module
 from app.coarse_timers import CoarseTimers, coarse_timers
 from tests.waiting import until
 
@@ -101,17 +100,6 @@ async def test_a_timer_set_from_a_running_timer_runs_too() -> None:
     assert ran == ["first", "second"]
 
 
-async def test_one_set_of_timers_per_loop_and_closed_loops_are_dropped() -> None:
+async def test_one_set_of_timers_per_loop() -> None:
     loop = asyncio.get_running_loop()
     assert coarse_timers(loop) is coarse_timers(loop)
-    other = asyncio.new_event_loop()
-    coarse_timers(other)
-    other.close()
-    assert other in module._by_loop
-    fresh = asyncio.new_event_loop()
-    try:
-        coarse_timers(fresh)  # a new loop's first use drops the closed ones
-        assert other not in module._by_loop
-        assert loop in module._by_loop
-    finally:
-        fresh.close()
