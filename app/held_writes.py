@@ -9,10 +9,10 @@ Unbounded, that turns bursts into waves. With thousands of requests in flight on
 fixed latency, one step may run for a second: the replies and new requests of a whole burst
 come in one turn, and every write of the turn waits for its end. The burst then goes to the
 upstream as one, comes back as one 2 s later, and may never spread out: at 4,096 in flight × 2 s
-(bench/inflight.py, 2026-12-04, four runs) requests waited up to ~0.4 s on top of the upstream's
-2 s while the proxy's core stood idle half the time, and the proxy served 80-94 % of the direct
-rate, depending on the run. Holding at most `LIMIT` writes bounds that wait to the work of
-`LIMIT` writes (a few tens of milliseconds): 92.5-94.2 % in the same runs. `LIMIT` is 128 so that
+(bench/inflight.py, 2026-12-04, six runs) requests waited up to ~0.4 s on top of the upstream's
+2 s while the proxy's core stood idle 40-50 % of the time, and the proxy served 80-95 % of the
+direct rate, depending on the run. Holding at most `LIMIT` writes bounds that wait to the work of
+`LIMIT` writes (a few tens of milliseconds): 92.5-97.3 % in the same runs. `LIMIT` is 128 so that
 a step at c=64 (an upstream request and an answer for each request) is held whole as before; at
 32, the c=64 row lost 7 % (0.927× the requests per second in an ABBA run).
 
