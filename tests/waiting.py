@@ -13,3 +13,9 @@ async def until(condition: Callable[[], object], seconds: float = 5.0) -> None:
     while not condition():
         assert loop.time() < give_up, "condition not met in time"
         await asyncio.sleep(0.001)
+
+
+async def next_step() -> None:
+    """Let the event loop finish its current step: what it runs at the step's end (call_soon)
+    has run when this returns. A turn of the loop, not a wait for time to pass."""
+    await asyncio.sleep(0)

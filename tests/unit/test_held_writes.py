@@ -8,10 +8,7 @@ from typing import Any
 from app.held_writes import LIMIT, HeldWrites, held_writes
 from app.server_protocol import CoalescingTransport
 from tests.recording_transport import RecordingTransport
-
-
-async def next_step() -> None:
-    await asyncio.sleep(0)
+from tests.waiting import next_step
 
 
 async def test_held_writes_run_at_the_end_of_the_step_in_the_order_held() -> None:

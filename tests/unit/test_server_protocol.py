@@ -11,13 +11,9 @@ from uvicorn.server import ServerState
 
 from app.server_protocol import CoalescingHttpToolsProtocol, CoalescingTransport
 from tests.recording_transport import RecordingTransport
-from tests.waiting import until
+from tests.waiting import next_step, until
 
 HEADERS = [(b"content-length", b"2"), (b"content-type", b"text/plain")]
-
-
-async def next_step() -> None:
-    await asyncio.sleep(0)
 
 
 async def test_writes_of_one_step_go_out_as_one() -> None:
